@@ -1,0 +1,89 @@
+"""The units sidecar file, ``<csv stem>.units.toml``, that travels next to a dataset CSV.
+
+Flat TOML: one ``COLUMN = "unit"`` line per column, and a ``[DV]`` table keyed by DVID::
+
+    TIME = "h"
+    AMT = "mg"
+    BSA = "m2"
+
+    [DV]
+    1 = "ng/mL"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def sidecar_path(csv_path: str | os.PathLike) -> Path:
+    """``data/study.csv`` -> ``data/study.units.toml``."""
+    path = Path(csv_path)
+    return path.with_name(f"{path.stem}.units.toml")
+
+
+def read_sidecar(csv_path: str | os.PathLike) -> tuple[dict[str, object] | None, list[str]]:
+    """(declared units, problems) from the sidecar of ``csv_path``; (None, []) if there is none."""
+    path = sidecar_path(csv_path)
+    if not path.is_file():
+        return None, []
+    try:
+        with path.open("rb") as handle:
+            content = tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        return None, [f"units file {path}: not valid TOML ({error}); fix its syntax, e.g. TIME = \"h\""]
+    problems = []
+    for key, value in content.items():
+        if isinstance(value, Mapping) and key.upper() != "DV":
+            problems.append(
+                f"units file {path}: table [{key}]; only [DV] (units keyed by DVID) may be a table"
+            )
+        elif not isinstance(value, (str, Mapping)):
+            problems.append(f"units file {path}: {key} = {value!r}; write the unit as a string, e.g. \"mg\"")
+    return (None, problems) if problems else (content, [])
+
+
+def _key(name: object) -> str:
+    text = str(name)
+    return text if _BARE_KEY.fullmatch(text) else json.dumps(text)
+
+
+def format_sidecar(units: Mapping[str, object], csv_name: str) -> str:
+    """TOML text describing ``units`` (the ``Dataset.units`` layout)."""
+    lines = [f"# Units of the columns of {csv_name}; read by itp_pd.data.read_nonmem."]
+    tables = []
+    for name, unit in units.items():
+        if isinstance(unit, Mapping):
+            if unit:
+                body = [f"{_key(key)} = {json.dumps(str(value))}" for key, value in unit.items()]
+                tables.append("\n".join(["", f"[{_key(name)}]", *body]))
+        else:
+            lines.append(f"{_key(name)} = {json.dumps(str(unit))}")
+    return "\n".join([*lines, *tables]) + "\n"
+
+
+def write_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+
+    Readers never see a half-written file, and a failed write leaves the old one intact.
+    """
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise

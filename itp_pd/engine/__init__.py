@@ -1,0 +1,27 @@
+"""The solver layer: padded event grids and the simulation engine."""
+
+from .grid import EventGrid, PatientEvents, Population, bucket_size, build_population
+from .simulate import (
+    STATUS_NONFINITE,
+    STATUS_OK,
+    STATUS_SOLVER_FAILED,
+    Simulation,
+    simulate,
+    simulate_batch,
+    simulate_population,
+)
+
+__all__ = [
+    "STATUS_NONFINITE",
+    "STATUS_OK",
+    "STATUS_SOLVER_FAILED",
+    "EventGrid",
+    "PatientEvents",
+    "Population",
+    "Simulation",
+    "bucket_size",
+    "build_population",
+    "simulate",
+    "simulate_batch",
+    "simulate_population",
+]

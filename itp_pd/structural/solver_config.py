@@ -1,0 +1,53 @@
+"""Static solver configuration of a structural model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import diffrax
+
+from ..errors import SpecError
+
+_SOLVERS = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+    "kvaerno5": diffrax.Kvaerno5,
+}
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """How the nonlinear part of a model is integrated.
+
+    Static (hashable) so that changing it is a visible recompilation, never a silent one, and
+    changing data of the same shape never recompiles.
+
+    Attributes:
+        solver: one of ``tsit5`` (default; explicit, non-stiff), ``dopri5``, ``dopri8``,
+            ``kvaerno5`` (implicit, for truly stiff models).
+        rtol, atol: relative and absolute tolerances of the PID step-size controller.
+        max_steps: step budget per integration interval; exceeding it is reported as a
+            solver failure (status value), never raised inside ``jit``.
+    """
+
+    solver: str = "tsit5"
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    max_steps: int = 4096
+
+    def __post_init__(self):
+        if self.solver not in _SOLVERS:
+            raise SpecError(
+                f"unknown solver {self.solver!r}; expected one of {sorted(_SOLVERS)}"
+            )
+        if not (self.rtol > 0 and self.atol > 0):
+            raise SpecError(f"rtol and atol must be positive, got rtol={self.rtol}, atol={self.atol}")
+        if self.max_steps < 1:
+            raise SpecError(f"max_steps must be a positive integer, got {self.max_steps}")
+
+    def make_solver(self):
+        return _SOLVERS[self.solver]()
+
+    def make_controller(self, jump_ts=None):
+        return diffrax.PIDController(rtol=self.rtol, atol=self.atol, jump_ts=jump_ts)
