@@ -194,13 +194,18 @@ def _check_doses(records: Records, log: ProblemLog) -> None:
 
 def _check_cmt_dvid(records: Records, log: ProblemLog, compartments, dvids) -> None:
     cmt = records.raw("CMT")
-    valid_cmt = _is_integer(cmt) & (cmt >= 1)
+    # CMT only routes doses; on other records NONMEM allows 0 (the default observation
+    # compartment) and the output is chosen by DVID, so only dose records need a real one.
+    dose = np.isin(records.evid, DOSE_EVIDS)
+    minimum = np.where(dose, 1, 0)
+    valid_cmt = _is_integer(cmt) & (cmt >= minimum)
     log.add_rows(
         "bad CMT",
         np.flatnonzero(records.given("CMT") & ~valid_cmt),
         lambda i: (
-            f"{records.where(i)}, column CMT: found {format_number(cmt[i])}, expected a positive "
-            "integer compartment number; fix it"
+            f"{records.where(i)}, column CMT: found {format_number(cmt[i])}, expected a "
+            + ("positive integer compartment number on a dose record" if dose[i] else "non-negative integer")
+            + "; fix it"
         ),
         records.row_number,
     )
@@ -208,7 +213,7 @@ def _check_cmt_dvid(records: Records, log: ProblemLog, compartments, dvids) -> N
         allowed = sorted(compartments)
         log.add_rows(
             "unknown CMT",
-            np.flatnonzero(valid_cmt & ~np.isin(cmt, allowed)),
+            np.flatnonzero(dose & valid_cmt & ~np.isin(cmt, allowed)),
             lambda i: (
                 f"{records.where(i)}, column CMT: compartment {format_number(cmt[i])} is not one of the "
                 f"model's compartments ({', '.join(map(str, allowed))}); fix CMT"

@@ -1,6 +1,13 @@
 """The solver layer: padded event grids and the simulation engine."""
 
-from .grid import EventGrid, PatientEvents, Population, bucket_size, build_population
+from .grid import (
+    EventGrid,
+    PatientEvents,
+    Population,
+    bucket_size,
+    build_population,
+    population_from_dataset,
+)
 from .simulate import (
     STATUS_NONFINITE,
     STATUS_OK,
@@ -21,6 +28,7 @@ __all__ = [
     "Simulation",
     "bucket_size",
     "build_population",
+    "population_from_dataset",
     "simulate",
     "simulate_batch",
     "simulate_population",

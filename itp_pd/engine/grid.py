@@ -16,6 +16,7 @@ Arrays are padded to bucketed sizes so that only a few programs compile.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from ..data import expand_addl
 from ..errors import DatasetError
 
 _MIN_BUCKET = 8
@@ -87,7 +89,9 @@ class Population:
     Attributes:
         grid: stacked ``EventGrid`` with leading axis ``n_patients``.
         ids: patient IDs in dataset order.
-        obs_rows: ``(n_patients, n_obs)`` source-table row of each observation, -1 for padding.
+        obs_rows: ``(n_patients, n_obs)`` position in the source table (for
+            ``population_from_dataset``: in ``dataset.table``) of each observation row, -1 for
+            padding.
     """
 
     grid: EventGrid
@@ -105,13 +109,15 @@ def _column(table, name, default):
     return np.full(len(table), default, dtype=float)
 
 
-def patient_events(records, model) -> PatientEvents:
+def patient_events(records, model, *, row_numbers=None) -> PatientEvents:
     """Build one patient's grid from its records (a DataFrame, ADDL already expanded).
 
     Args:
         records: canonical NONMEM columns (ID, TIME, EVID, AMT, CMT, RATE or DUR, DVID) in
             internal units, rows in file order.
         model: the structural model (for the number of compartments, depots and outputs).
+        row_numbers: 1-based row number in the user's file of each record, for messages;
+            defaults to position in the table + 1.
 
     Raises:
         DatasetError: a dose into an unknown compartment, an unknown DVID, or a reset listed
@@ -128,6 +134,7 @@ def patient_events(records, model) -> PatientEvents:
     dur = np.nan_to_num(_column(records, "DUR", 0.0))
     dvid = np.nan_to_num(_column(records, "DVID", 1.0), nan=1.0).astype(int)
     rows = np.asarray(records.index, dtype=int)  # positions in the source table
+    labels = rows + 1 if row_numbers is None else np.asarray(row_numbers, dtype=int)
     pid = float(records["ID"].iloc[0])
 
     problems = []
@@ -141,7 +148,7 @@ def patient_events(records, model) -> PatientEvents:
         if e == 0:
             if not 1 <= dvid[k] <= n_outputs:
                 problems.append(
-                    f"row {rows[k] + 1} (ID {pid:g}): DVID {dvid[k]} is not an output of this "
+                    f"row {labels[k]} (ID {pid:g}): DVID {dvid[k]} is not an output of this "
                     f"model; use 1..{n_outputs} for {', '.join(model.outputs)}"
                 )
             observations.append((t, dvid[k] - 1, rows[k]))
@@ -149,8 +156,8 @@ def patient_events(records, model) -> PatientEvents:
         if e in (3, 4):
             if t in dosed_at:
                 problems.append(
-                    f"row {rows[k] + 1} (ID {pid:g}): a reset (EVID {e}) at TIME {t:g} follows a "
-                    f"dose at the same time (row {dosed_at[t] + 1}), which it would cancel; put "
+                    f"row {labels[k]} (ID {pid:g}): a reset (EVID {e}) at TIME {t:g} follows a "
+                    f"dose at the same time (row {dosed_at[t]}), which it would cancel; put "
                     f"the reset first or use EVID 4 (reset and dose)"
                 )
             resets.append(t)
@@ -158,11 +165,11 @@ def patient_events(records, model) -> PatientEvents:
             continue
         if not 1 <= cmt[k] <= n_cmt:
             problems.append(
-                f"row {rows[k] + 1} (ID {pid:g}): CMT {cmt[k]} does not exist; this model has "
+                f"row {labels[k]} (ID {pid:g}): CMT {cmt[k]} does not exist; this model has "
                 f"CMT 1..{n_cmt} ({', '.join(model.compartments)})"
             )
             continue
-        dosed_at.setdefault(t, rows[k])
+        dosed_at.setdefault(t, labels[k])
         if rate[k] > 0:
             infusions.append((t, t + amt[k] / rate[k], cmt[k] - 1, rate[k]))
         elif dur[k] > 0:
@@ -286,7 +293,7 @@ def stack_events(all_events, *, sizes=None) -> Population:
     return Population(grid=grid, ids=tuple(e.patient_id for e in all_events), obs_rows=obs_rows)
 
 
-def build_population(table, model, *, sizes=None) -> Population:
+def build_population(table, model, *, sizes=None, row_numbers=None) -> Population:
     """Event grids for every patient of a canonical table (ADDL already expanded).
 
     Args:
@@ -294,17 +301,47 @@ def build_population(table, model, *, sizes=None) -> Population:
             ``Dataset.table`` after ``expand_addl``.
         model: the structural model the grids are for.
         sizes: optional padded sizes ``(n_events, n_segments, n_obs)``.
+        row_numbers: 1-based file row of each table row, for messages.
 
     Raises:
         DatasetError: listing every problem across all patients.
     """
     table = table.reset_index(drop=True)
+    labels = np.arange(len(table)) + 1 if row_numbers is None else np.asarray(row_numbers)
     problems, all_events = [], []
     for _, records in table.groupby("ID", sort=False):
         try:
-            all_events.append(patient_events(records, model))
+            all_events.append(
+                patient_events(records, model, row_numbers=labels[records.index.to_numpy()])
+            )
         except DatasetError as error:
             problems.extend(error.problems)
     if problems:
         raise DatasetError(problems)
     return stack_events(all_events, sizes=sizes)
+
+
+def population_from_dataset(dataset, model, *, sizes=None) -> Population:
+    """Event grids for a checked ``Dataset`` (ADDL/II doses expanded first).
+
+    Simulated patients (``itp_pd.dosing`` records through ``Dataset.from_table``) and real
+    ones (``read_nonmem``) take this same path into the engine.
+
+    Raises:
+        DatasetError: doses into compartments the model lacks, or DVIDs it has no output
+            for, each with the row of the user's file.
+    """
+    expanded = expand_addl(dataset)
+    population = build_population(
+        expanded.table, model, sizes=sizes, row_numbers=expanded.source_rows
+    )
+    # Report observations by their row in the dataset the user gave, not in the expansion
+    # (expansion only adds dose rows, so every observation keeps a unique source row).
+    position = {row: i for i, row in enumerate(dataset.source_rows)}
+    expanded_source = np.asarray(expanded.source_rows)
+    obs_rows = np.where(
+        population.obs_rows >= 0,
+        np.vectorize(position.get, otypes=[int])(expanded_source[population.obs_rows]),
+        -1,
+    )
+    return dataclasses.replace(population, obs_rows=obs_rows)
