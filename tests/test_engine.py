@@ -9,6 +9,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from engine_helpers import batch_params, dose, observe, predict, table
+from itp_pd.demo import TURNOVER_TYPICAL
 from itp_pd.engine import (
     STATUS_NONFINITE,
     STATUS_OK,
@@ -22,11 +23,7 @@ from itp_pd.errors import DatasetError
 from itp_pd.structural import SolverConfig, TurnoverModel, one_compartment_model, two_compartment_model
 
 RITUXIMAB = dict(CL=0.30, V1=3.19, Q=0.446, V2=4.15)
-TURNOVER = dict(
-    CL_IV=0.30, V1_IV=3.19, Q_IV=0.446, V2_IV=4.15,  # Candelaria 2018
-    KA_PO=14.4, CL_PO=38.4, V_PO=19.0,  # iguratimod, science.md §3 (derived)
-    KIN=0.02, KOUT=0.02, EMAX=35.0, EC50=1.0, IMAX=0.4, IC50=1.3,
-)
+TURNOVER = TURNOVER_TYPICAL
 
 
 def _turnover_rows(pid=1, visits=np.linspace(0.0, 120.0, 13)):

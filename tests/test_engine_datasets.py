@@ -9,16 +9,14 @@ import pytest
 from engine_helpers import batch_params
 from itp_pd.data import Dataset, read_nonmem
 from itp_pd.dosing import Arm, Infusion, Oral, Regimen, every, population_records, weekly
+from itp_pd.demo import TURNOVER_TYPICAL
 from itp_pd.engine import population_from_dataset, simulate_population
 from itp_pd.errors import DatasetError
 from itp_pd.structural import TurnoverModel, one_compartment_model, two_compartment_model
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parents[1] / "examples" / "data"
-TURNOVER = dict(
-    CL_IV=0.3, V1_IV=3.19, Q_IV=0.446, V2_IV=4.15, KA_PO=14.4, CL_PO=38.4, V_PO=19.0,
-    KIN=0.02, KOUT=0.02, EMAX=35.0, EC50=1.0, IMAX=0.4, IC50=1.3,
-)
+TURNOVER = TURNOVER_TYPICAL
 
 
 def _predictions(dataset, model, params):

@@ -32,8 +32,8 @@ class SolverConfig:
     """
 
     solver: str = "tsit5"
-    rtol: float = 1e-6
-    atol: float = 1e-9
+    rtol: float = 1e-7
+    atol: float = 1e-10
     max_steps: int = 4096
 
     def __post_init__(self):
