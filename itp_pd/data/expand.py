@@ -7,6 +7,7 @@ import pandas as pd
 
 from itp_pd.data.build import prepare_table
 from itp_pd.data.dataset import Dataset
+from itp_pd.errors import DatasetError
 
 
 def expand_addl(dataset: Dataset) -> Dataset:
@@ -31,6 +32,7 @@ def expand_addl(dataset: Dataset) -> Dataset:
 
     generated = table.iloc[origin].reset_index(drop=True)
     generated["TIME"] = table["TIME"].to_numpy()[origin] + k * table["II"].to_numpy()[origin]
+    _refuse_additional_doses_after_reset(dataset, origin, generated["TIME"].to_numpy())
     generated["EVID"] = np.where(generated["EVID"].to_numpy() == 4, 1.0, generated["EVID"].to_numpy())
     generated[list(dataset.covariates)] = np.nan
 
@@ -57,3 +59,29 @@ def expand_addl(dataset: Dataset) -> Dataset:
     source_rows = np.asarray(dataset.source_rows + tuple(dataset.source_rows[i] for i in origin))[order]
     prepared = prepare_table(combined, units=dataset.units, source_rows=source_rows)
     return Dataset(prepared.table, prepared.units, prepared.covariates, prepared.source_rows)
+
+
+def _refuse_additional_doses_after_reset(dataset, origin, generated_times):
+    """Raise when an additional dose would fall at or after a later reset of its patient.
+
+    Whether a reset cancels the additional doses still pending differs between tools, so
+    itp-pd asks the user to say which doses are given instead of guessing.
+    """
+    table = dataset.table
+    ids, times, evids = (table[c].to_numpy() for c in ("ID", "TIME", "EVID"))
+    resets = np.flatnonzero(np.isin(evids, (3, 4)))
+    problems = []
+    for dose in np.unique(origin):
+        later = resets[(ids[resets] == ids[dose]) & (times[resets] > times[dose])]
+        last_additional = generated_times[origin == dose].max()
+        clash = later[times[later] <= last_additional]
+        if clash.size:
+            reset = clash[0]
+            problems.append(
+                f"row {dataset.source_rows[dose]} (ID {ids[dose]:g}): ADDL doses continue past the "
+                f"reset (EVID {evids[reset]:g}) on row {dataset.source_rows[reset]}; whether a reset "
+                "cancels pending additional doses is ambiguous, so shorten ADDL to end before the "
+                "reset or write the doses you mean as explicit rows"
+            )
+    if problems:
+        raise DatasetError(problems)

@@ -126,8 +126,9 @@ def _check_order(records: Records, log: ProblemLog) -> None:
             lambda i: (
                 f"{records.where(i)}, column TIME: {format_number(time[i])} is earlier than "
                 f"{format_number(time[i - 1])} on row {records.row_number(i - 1)} of the same patient; "
-                "TIME must not decrease within a patient (NONMEM requires this, also across EVID 3/4 "
-                "resets): sort the patient's records by TIME"
+                "TIME must not decrease within a patient (itp-pd keeps one time axis per patient, "
+                "also across EVID 3/4 resets): sort the patient's records by TIME, or give later "
+                "occasions later times"
             ),
             records.row_number,
         )

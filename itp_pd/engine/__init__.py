@@ -1,6 +1,7 @@
 """The solver layer: padded event grids and the simulation engine."""
 
 from .grid import (
+    SEGMENT_WINDOW,
     EventGrid,
     PatientEvents,
     Population,
@@ -19,6 +20,7 @@ from .simulate import (
 )
 
 __all__ = [
+    "SEGMENT_WINDOW",
     "STATUS_NONFINITE",
     "STATUS_OK",
     "STATUS_SOLVER_FAILED",

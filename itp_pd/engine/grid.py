@@ -1,21 +1,27 @@
 """From event records to padded per-patient event grids (host side, numpy).
 
-Each patient's records become one sorted grid of distinct times. At each grid time, in this
-order: observations see the state *before* anything else happens at that time; then a reset
-(EVID 3/4) returns every state to its initial value and stops running infusions; then bolus
-doses are added. Infusion rates are constant on each interval ``[t_k, t_{k+1})`` and
-overlapping infusions add.
+Each patient's records become one sorted grid of distinct times. Records at one time are
+taken in file order, as NONMEM does: an observation listed before the doses at its time sees
+the state before them (the usual pre-dose sample; ``itp_pd.dosing`` writes observations
+first), one listed after them sees the state after them. A reset (EVID 3/4) returns every
+state to its initial value and stops running infusions; then that time's doses are added.
+Infusion rates are constant on each interval ``[t_k, t_{k+1})`` and overlapping infusions add.
+EVID 0 rows with MDV 1 and EVID 2 rows are prediction requests: simulated, never fitted.
 
 The nonlinear (ODE) part restarts only at *breakpoints*: observations, resets, bolus doses into
 non-depot compartments, and changes of any infusion rate. An oral dose into a depot makes no
-jump in concentration, so it is not a breakpoint: the ODE solver steps across it while the
-exact PK supplies the concentration. That is why 364 oral doses cost almost nothing.
+jump in concentration, so it is not a restart: it is declared to the step controller as a jump
+time, so a step ends on it and the next one starts with a fresh first stage, while the exact
+PK supplies the concentration. A segment is also split every ``SEGMENT_WINDOW`` grid
+intervals so the vector field searches a short, fixed window. 364 oral doses thus cost about
+23 restarts instead of 364.
 
 Arrays are padded to bucketed sizes so that only a few programs compile.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from dataclasses import dataclass
 
@@ -61,6 +67,8 @@ class PatientEvents:
     obs_event: np.ndarray  # (n_obs,) grid index of each observation
     obs_segment: np.ndarray  # (n_obs,) position of that grid index in ``breakpoints``
     obs_output: np.ndarray  # (n_obs,) DVID - 1
+    obs_after_events: np.ndarray  # (n_obs,) bool: listed after its time's doses/reset
+    obs_is_data: np.ndarray  # (n_obs,) bool: EVID 0 with MDV 0 (enters a likelihood)
     obs_rows: np.ndarray  # (n_obs,) row of the source table
 
 
@@ -79,6 +87,7 @@ class EventGrid(eqx.Module):
     obs_event: Int[Array, "*batch n_obs"]
     obs_segment: Int[Array, "*batch n_obs"]
     obs_output: Int[Array, "*batch n_obs"]
+    obs_after_events: Bool[Array, "*batch n_obs"]
     obs_mask: Bool[Array, "*batch n_obs"]
 
 
@@ -89,6 +98,8 @@ class Population:
     Attributes:
         grid: stacked ``EventGrid`` with leading axis ``n_patients``.
         ids: patient IDs in dataset order.
+        obs_is_data: ``(n_patients, n_obs)`` True where the row is a measurement (EVID 0,
+            MDV 0), False for prediction requests and padding.
         obs_rows: ``(n_patients, n_obs)`` position in the source table (for
             ``population_from_dataset``: in ``dataset.table``) of each observation row, -1 for
             padding.
@@ -97,6 +108,7 @@ class Population:
     grid: EventGrid
     ids: tuple
     obs_rows: np.ndarray
+    obs_is_data: np.ndarray
 
     @property
     def n_patients(self) -> int:
@@ -120,8 +132,9 @@ def patient_events(records, model, *, row_numbers=None) -> PatientEvents:
             defaults to position in the table + 1.
 
     Raises:
-        DatasetError: a dose into an unknown compartment, an unknown DVID, or a reset listed
-            after a dose at the same time (the reset would cancel that dose).
+        DatasetError: a dose into an unknown compartment, an unknown DVID, a reset listed
+            after a dose at the same time (the reset would cancel that dose), or an
+            observation listed between two events at its time.
     """
     n_cmt = model.n_compartments
     n_outputs = len(model.outputs)
@@ -133,6 +146,7 @@ def patient_events(records, model, *, row_numbers=None) -> PatientEvents:
     rate = np.nan_to_num(_column(records, "RATE", 0.0))
     dur = np.nan_to_num(_column(records, "DUR", 0.0))
     dvid = np.nan_to_num(_column(records, "DVID", 1.0), nan=1.0).astype(int)
+    mdv = np.nan_to_num(_column(records, "MDV", 0.0), nan=0.0)
     rows = np.asarray(records.index, dtype=int)  # positions in the source table
     labels = rows + 1 if row_numbers is None else np.asarray(row_numbers, dtype=int)
     pid = float(records["ID"].iloc[0])
@@ -141,18 +155,21 @@ def patient_events(records, model, *, row_numbers=None) -> PatientEvents:
     infusions = []  # (start, end, cmt index, rate)
     boluses = []  # (time, cmt index, amount)
     resets = []
-    observations = []  # (time, output, row)
+    observations = []  # (time, output, row, listed after events at its time, is data)
     dosed_at: dict[float, int] = {}
+    events_at: dict[float, int] = {}  # dose and reset records seen so far at each time
     for k in range(len(records)):
         t, e = time[k], evid[k]
-        if e == 0:
+        if e in (0, 2):
             if not 1 <= dvid[k] <= n_outputs:
                 problems.append(
                     f"row {labels[k]} (ID {pid:g}): DVID {dvid[k]} is not an output of this "
                     f"model; use 1..{n_outputs} for {', '.join(model.outputs)}"
                 )
-            observations.append((t, dvid[k] - 1, rows[k]))
+            is_data = e == 0 and mdv[k] == 0
+            observations.append([t, dvid[k] - 1, rows[k], events_at.get(t, 0), is_data, labels[k]])
             continue
+        events_at[t] = events_at.get(t, 0) + 1
         if e in (3, 4):
             if t in dosed_at:
                 problems.append(
@@ -176,6 +193,14 @@ def patient_events(records, model, *, row_numbers=None) -> PatientEvents:
             infusions.append((t, t + dur[k], cmt[k] - 1, amt[k] / dur[k]))
         else:
             boluses.append((t, cmt[k] - 1, amt[k]))
+    for observation in observations:
+        t, seen_before, label = observation[0], observation[3], observation[5]
+        if 0 < seen_before < events_at.get(t, 0):
+            problems.append(
+                f"row {label} (ID {pid:g}): this observation sits between dose/reset records at "
+                f"TIME {t:g}; list it before them (pre-dose) or after all of them (post-dose)"
+            )
+        observation[3] = seen_before > 0
     if problems:
         raise DatasetError(problems)
 
@@ -186,11 +211,11 @@ def patient_events(records, model, *, row_numbers=None) -> PatientEvents:
         later = reset_times[(reset_times > start) & (reset_times < end)]
         stopped.append((start, later[0] if later.size else end, c, r))
 
-    grid_times = sorted(
-        set(time[evid != 2].tolist())
-        | {s for s, _, _, _ in stopped}
-        | {e for _, e, _, _ in stopped}
-    )
+    record_times = sorted(set(time.tolist()))
+    # An infusion end computed as start + AMT/RATE can miss a record time by a rounding
+    # error (0.1 + 20/100 = 0.30000000000000004); snap it so no sliver interval appears.
+    stopped = [(s, _snap(e, record_times), c, r) for s, e, c, r in stopped]
+    grid_times = sorted(set(record_times) | {e for _, e, _, _ in stopped})
     times = np.asarray(grid_times, dtype=float)
     index = {t: i for i, t in enumerate(grid_times)}
     n = len(times)
@@ -211,7 +236,7 @@ def patient_events(records, model, *, row_numbers=None) -> PatientEvents:
     is_break |= (bolus[:, ~depot] != 0).any(axis=1)
     previous_rate = np.vstack([np.zeros((1, n_cmt)), rate_grid[:-1]])
     is_break |= (rate_grid != previous_rate).any(axis=1)
-    obs_event = np.asarray([index[t] for t, _, _ in observations], dtype=int)
+    obs_event = np.asarray([index[o[0]] for o in observations], dtype=int)
     is_break[obs_event] = True
     breakpoints = np.flatnonzero(is_break)
     gaps = np.diff(breakpoints)
@@ -229,9 +254,20 @@ def patient_events(records, model, *, row_numbers=None) -> PatientEvents:
         breakpoints=breakpoints,
         obs_event=obs_event,
         obs_segment=np.asarray([segment_of[int(k)] for k in obs_event], dtype=int),
-        obs_output=np.asarray([o for _, o, _ in observations], dtype=int),
-        obs_rows=np.asarray([r for _, _, r in observations], dtype=int),
+        obs_output=np.asarray([o[1] for o in observations], dtype=int),
+        obs_after_events=np.asarray([o[3] for o in observations], dtype=bool),
+        obs_is_data=np.asarray([o[4] for o in observations], dtype=bool),
+        obs_rows=np.asarray([o[2] for o in observations], dtype=int),
     )
+
+
+def _snap(value, times, tolerance=1e-9):
+    """``value``, or the record time within ``tolerance`` days (≈ 0.1 ms) of it."""
+    position = bisect.bisect_left(times, value)
+    for candidate in times[max(position - 1, 0) : position + 1]:
+        if abs(candidate - value) <= tolerance * max(1.0, abs(value)):
+            return candidate
+    return value
 
 
 def _pad(array, size, fill):
@@ -255,6 +291,8 @@ def pad_events(events: PatientEvents, n_events: int, n_segments: int, n_obs: int
         obs_event=_pad(events.obs_event, n_obs, 0),
         obs_segment=_pad(events.obs_segment, n_obs, 0),
         obs_output=_pad(events.obs_output, n_obs, 0),
+        obs_after_events=_pad(events.obs_after_events, n_obs, False),
+        obs_is_data=_pad(events.obs_is_data, n_obs, False),
         obs_mask=_pad(np.ones(events.obs_event.shape[0], dtype=bool), n_obs, False),
         obs_rows=_pad(events.obs_rows, n_obs, -1),
     )
@@ -279,6 +317,13 @@ def stack_events(all_events, *, sizes=None) -> Population:
     padded = [pad_events(e, *sizes) for e in all_events]
     stacked = {key: np.stack([p[key] for p in padded]) for key in padded[0]}
     obs_rows = stacked.pop("obs_rows")
+    obs_is_data = stacked.pop("obs_is_data")
+    segments = np.diff(stacked["breakpoints"], axis=1)
+    if segments.size and segments.max() > SEGMENT_WINDOW:
+        raise ValueError(
+            f"a segment spans {segments.max()} grid intervals; the engine handles at most "
+            f"{SEGMENT_WINDOW} (build grids with patient_events, which splits longer ones)"
+        )
     grid = EventGrid(
         times=jnp.asarray(stacked["times"]),
         bolus=jnp.asarray(stacked["bolus"]),
@@ -288,9 +333,15 @@ def stack_events(all_events, *, sizes=None) -> Population:
         obs_event=jnp.asarray(stacked["obs_event"]),
         obs_segment=jnp.asarray(stacked["obs_segment"]),
         obs_output=jnp.asarray(stacked["obs_output"]),
+        obs_after_events=jnp.asarray(stacked["obs_after_events"]),
         obs_mask=jnp.asarray(stacked["obs_mask"]),
     )
-    return Population(grid=grid, ids=tuple(e.patient_id for e in all_events), obs_rows=obs_rows)
+    return Population(
+        grid=grid,
+        ids=tuple(e.patient_id for e in all_events),
+        obs_rows=obs_rows,
+        obs_is_data=obs_is_data,
+    )
 
 
 def build_population(table, model, *, sizes=None, row_numbers=None) -> Population:

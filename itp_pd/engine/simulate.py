@@ -72,17 +72,19 @@ def _vector_field(model):
         # Position of t among the segment's grid times; -inf padding keeps unused slots out.
         # A one-hot product instead of a gather: much cheaper inside vmapped solver loops.
         k = jnp.maximum(jnp.sum(window_times <= t) - 1, 0)
-        pick = (jnp.arange(window_times.shape[0]) == k).astype(window_after.dtype)
-        start = pick @ window_times_finite(window_times)
-        amounts = propagate_blocks(blocks, pick @ window_after, pick @ window_rate, t - start, params)
+        pick = jnp.arange(window_times.shape[0]) == k
+
+        def select(values):
+            # A masked sum instead of a gather (much cheaper inside vmapped solver loops);
+            # where, not a product, so a non-finite unused slot cannot leak in as 0·inf.
+            return jnp.sum(jnp.where(pick.reshape(-1, *([1] * (values.ndim - 1))), values, 0.0), axis=0)
+
+        start = select(jnp.where(jnp.isfinite(window_times), window_times, 0.0))
+        amounts = propagate_blocks(blocks, select(window_after), select(window_rate), t - start, params)
         concentrations = block_concentrations(blocks, amounts, params)
         return model.nonlinear_rates(t, state, concentrations, params)
 
     return diffrax.ODETerm(field)
-
-
-def window_times_finite(window_times):
-    return jnp.where(jnp.isfinite(window_times), window_times, 0.0)
 
 
 def _nonlinear_pass(model, params, grid, after):
@@ -140,8 +142,9 @@ def simulate(model, params, grid: EventGrid) -> Simulation:
         grid: the patient's padded ``EventGrid``.
 
     Returns:
-        ``Simulation`` with predictions at every observation row. Observations at a dose
-        time see the state before that dose.
+        ``Simulation`` with predictions at every observation row. An observation listed
+        before the doses at its time sees the pre-dose state, one listed after them the
+        post-dose state (NONMEM's file order).
     """
     before, after = _pk_pass(model, params, grid)
     if model.n_nonlinear_states:
@@ -150,12 +153,19 @@ def simulate(model, params, grid: EventGrid) -> Simulation:
         nonlinear = jnp.zeros((grid.breakpoints.shape[0], 0), dtype=before.dtype)
         failed = jnp.asarray(False)
 
-    def predict(event, segment, output):
-        amounts = before[event]
-        concentrations = block_concentrations(model.pk_blocks, amounts, params)
-        return model.observe(amounts, nonlinear[segment], concentrations, params)[output]
+    initial = model.initial_nonlinear_state(params)
 
-    predictions = jax.vmap(predict)(grid.obs_event, grid.obs_segment, grid.obs_output)
+    def predict(event, segment, output, after_events):
+        # Listed after its time's doses/reset (file order): the post-event state.
+        amounts = jnp.where(after_events, after[event], before[event])
+        reset = after_events & grid.reset[event]
+        state = jnp.where(reset, initial, nonlinear[segment]) if nonlinear.shape[1] else nonlinear[segment]
+        concentrations = block_concentrations(model.pk_blocks, amounts, params)
+        return model.observe(amounts, state, concentrations, params)[output]
+
+    predictions = jax.vmap(predict)(
+        grid.obs_event, grid.obs_segment, grid.obs_output, grid.obs_after_events
+    )
     finite = jnp.all(jnp.where(grid.obs_mask, jnp.isfinite(predictions), True))
     status = jnp.where(
         failed, STATUS_SOLVER_FAILED, jnp.where(finite, STATUS_OK, STATUS_NONFINITE)
@@ -183,6 +193,12 @@ def simulate_population(model, params, population: Population) -> Simulation:
             the compiled program.
     """
     n = population.n_patients
+    missing = sorted(set(model.parameter_names) - set(params))
+    if missing:
+        raise ValueError(
+            f"missing parameters {missing}; {type(model).__name__} needs "
+            f"{sorted(model.parameter_names)}"
+        )
     for name, value in params.items():
         if jnp.shape(value) != (n,):
             raise ValueError(

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 # Below |Δrate · s| = 1e-3 the difference quotient of two exponentials loses more than
-# eps/1e-3 ≈ 2e-13 to cancellation; there the third-order Taylor series, whose error is
-# (Δrate·s)^3/24 ≈ 4e-11 relative, takes over.
+# eps/1e-3 ≈ 2e-13 to cancellation; there the cubic Taylor polynomial of (1 − e^{−z})/z,
+# whose error is z⁴/120 ≈ 1e-14 relative, takes over.
 _CONFLUENT_THRESHOLD = 1e-3
 # Smallest separation allowed between the two disposition rates (1/day). It is only reached
 # when Q → 0 and CL/V1 == Q/V2 simultaneously, where the peripheral compartment is decoupled.
@@ -46,7 +46,7 @@ def _divided_difference(a, exp_a, b, exp_b, s):
     # Expand around the smaller rate so the factor exp(-low s) carries the decay.
     low_exp = jnp.where(a <= b, exp_a, exp_b)
     z = jnp.abs(gap) * s
-    taylor = low_exp * s * (1.0 - z / 2.0 + z * z / 6.0)
+    taylor = low_exp * s * (1.0 - z / 2.0 + z * z / 6.0 - z * z * z / 24.0)
     return jnp.where(confluent, taylor, quotient)
 
 

@@ -43,6 +43,11 @@ class AbstractModel(eqx.Module):
     def n_nonlinear_states(self) -> int:
         """Number of states integrated by the ODE solver (0 for pure PK)."""
 
+    @property
+    @abc.abstractmethod
+    def nonlinear_parameter_names(self) -> tuple[str, ...]:
+        """Parameters read by the nonlinear part and the observables (not the PK blocks)."""
+
     @abc.abstractmethod
     def initial_nonlinear_state(self, params):
         """Nonlinear state at the patient's first record (and after a reset)."""
@@ -66,6 +71,12 @@ class AbstractModel(eqx.Module):
     def compartments(self) -> tuple[str, ...]:
         """Compartment names; CMT k is ``compartments[k - 1]``."""
         return tuple(name for block in self.pk_blocks for name in block.compartments)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Every parameter the model reads: PK blocks first, then the nonlinear part."""
+        pk = tuple(name for block in self.pk_blocks for name in block.parameter_names)
+        return pk + self.nonlinear_parameter_names
 
     @property
     def n_compartments(self) -> int:
@@ -104,6 +115,10 @@ class PKModel(AbstractModel):
     @property
     def n_nonlinear_states(self):
         return 0
+
+    @property
+    def nonlinear_parameter_names(self):
+        return ()
 
     def initial_nonlinear_state(self, params):
         return jnp.zeros(0)

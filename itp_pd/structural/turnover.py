@@ -51,6 +51,10 @@ class TurnoverModel(AbstractModel):
     def n_nonlinear_states(self):
         return 1
 
+    @property
+    def nonlinear_parameter_names(self):
+        return ("KIN", "KOUT", "EMAX", "EC50", "IMAX", "IC50")
+
     def initial_nonlinear_state(self, params):
         return jnp.stack([params["KIN"] / params["KOUT"]])
 
