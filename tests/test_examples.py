@@ -22,3 +22,22 @@ def test_simulate_regimen_example_writes_its_figure(tmp_path):
     response = frame[frame["output"] == "R"]
     # rituximab depletes the response within 8 weeks in every virtual patient
     assert (response.groupby(["arm", "ID"])["value"].min() < 0.5).all()
+
+
+def test_itp_arms_example_writes_its_figure(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    result = _load("itp_arms").main(["--patients", "4", "--weeks", "12", "--out", str(tmp_path)])
+    assert (tmp_path / "arms.png").stat().st_size > 10_000
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary["arm"]) == {"control", "combination"}
+    for arm in ("control", "combination"):
+        assert (result[arm]["status"] == 0).all()
+    # Rituximab lifts platelets within 12 weeks: the median at week 12 is above the median at
+    # entry in the table, and the median patient's own ratio to baseline is above 1.
+    plt_control = summary[(summary["arm"] == "control") & (summary["output"] == "PLT")].set_index("week")
+    assert plt_control.loc[12.0, "median"] > plt_control.loc[0.0, "median"]
+    platelets = result["control"]["PLT"]
+    week12 = int(np.searchsorted(result["times"], 84.0))
+    assert np.median(platelets[:, week12] / platelets[:, 0]) > 1.0

@@ -1,0 +1,122 @@
+"""Simulation benchmark: the ITP model, 10,000 virtual patients for 1 year, both trial arms.
+
+Patients are drawn from the calibrated default population (``models/itp_v1.toml`` with
+``fits/itp_v1_calibration.toml`` where it exists; ``calibrated_population``, fixed seed) and
+simulated on NCT07057778's visit schedule over 52 weeks (``trial_visits()``), with platelets
+and B cells as outputs, once for the control arm (rituximab 100 mg weekly ×6) and once for
+the combination arm (plus iguratimod 25 mg twice daily for 26 weeks: 364 more dose events
+per patient). Records, dataset and event grids are built once per arm, outside the timed
+region (``itp_pd.trial.simulate_arm.prepare_arm``); what is timed is ``simulate_population``
+until its predictions are ready. ``wall_s`` is the median over ``--repeats`` calls after the
+first; ``compile_s`` is the first call minus that median. Peak RSS is the process's maximum
+resident set size at the end (``resource.getrusage``).
+
+    python benchmarks/simulate.py          # writes benchmarks/results/simulate.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import numpy as np  # noqa: E402
+
+from itp_pd.engine import simulate_population  # noqa: E402
+from itp_pd.spec import load_spec  # noqa: E402
+from itp_pd.structural import model_from_spec  # noqa: E402
+from itp_pd.trial.calibration import calibrated_population  # noqa: E402
+from itp_pd.trial.design import nct07057778_arms, trial_visits  # noqa: E402
+from itp_pd.trial.simulate_arm import prepare_arm  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "simulate.json"
+SPEC = Path(__file__).parents[1] / "models" / "itp_v1.toml"
+OUTPUTS = ("PLT", "BCELL")
+YEARS = 1
+
+
+def time_arm(model, params, arm, visits, bsa, repeats):
+    """``(first_call_s, runs_s, failures)`` for one arm; only the simulation is timed."""
+    population, params_jax, _ = prepare_arm(model, params, arm, visits, outputs=OUTPUTS, bsa=bsa)
+
+    def call():
+        start = time.perf_counter()
+        result = simulate_population(model, params_jax, population)
+        result.predictions.block_until_ready()
+        return time.perf_counter() - start, result
+
+    first, _ = call()
+    runs = []
+    for _ in range(repeats):
+        elapsed, result = call()
+        runs.append(elapsed)
+    failures = int(np.sum(np.asarray(result.status) != 0))
+    return first, runs, failures
+
+
+def peak_rss_mb():
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=20261122)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1 (compile_s is the first call minus their median)")
+
+    spec = load_spec(SPEC)
+    model = model_from_spec(spec)
+    params, bsa = calibrated_population(spec, args.patients, seed=args.seed)
+    visits = trial_visits(52.0 * YEARS)
+    arms = nct07057778_arms()
+
+    timings = {}
+    for key in ("control", "combination"):
+        first, runs, failures = time_arm(model, params, arms[key], visits, bsa, args.repeats)
+        median = statistics.median(runs)
+        timings[key] = dict(wall_s=median, compile_s=first - median, runs=runs, failures=failures)
+
+    control, combination = timings["control"], timings["combination"]
+    figures = dict(
+        patients=args.patients,
+        years=YEARS,
+        wall_s=round(control["wall_s"], 4),
+        compile_s=round(control["compile_s"], 2),
+        combination_wall_s=round(combination["wall_s"], 4),
+        combination_compile_s=round(combination["compile_s"], 2),
+        runs_s={key: [round(t, 4) for t in value["runs"]] for key, value in timings.items()},
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        device=str(jax.devices()[0]),
+        repeats=args.repeats,
+        visits=len(visits),
+        outputs=list(OUTPUTS),
+        solver_failures={key: value["failures"] for key, value in timings.items()},
+        rtol=model.solver.rtol,
+        atol=model.solver.atol,
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        jax=jax.__version__,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
