@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +35,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _report import environment, write_figures  # noqa: E402 (benchmarks/ is on sys.path)
 import pandas as pd  # noqa: E402
 from scipy.integrate import odeint, solve_ivp  # noqa: E402
 
@@ -272,15 +270,9 @@ def main(argv=None):
         rtol=config.rtol,
         atol=config.atol,
         solver_failures=failures,
-        device=str(jax.devices()[0]),
-        cpu_count=os.cpu_count(),
-        python=platform.python_version(),
-        jax=jax.__version__,
+        **environment(),
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures))
-    return figures
+    return write_figures(figures, args.out)
 
 
 if __name__ == "__main__":

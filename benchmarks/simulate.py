@@ -17,9 +17,6 @@ resident set size at the end (``resource.getrusage``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -31,6 +28,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+from _report import environment, write_figures  # noqa: E402 (benchmarks/ is on sys.path)
 
 from itp_pd.engine import simulate_population  # noqa: E402
 from itp_pd.spec import load_spec  # noqa: E402
@@ -101,21 +99,15 @@ def main(argv=None):
         combination_compile_s=round(combination["compile_s"], 2),
         runs_s={key: [round(t, 4) for t in value["runs"]] for key, value in timings.items()},
         peak_rss_mb=round(peak_rss_mb(), 1),
-        device=str(jax.devices()[0]),
         repeats=args.repeats,
         visits=len(visits),
         outputs=list(OUTPUTS),
         solver_failures={key: value["failures"] for key, value in timings.items()},
         rtol=model.solver.rtol,
         atol=model.solver.atol,
-        cpu_count=os.cpu_count(),
-        python=platform.python_version(),
-        jax=jax.__version__,
+        **environment(),
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures))
-    return figures
+    return write_figures(figures, args.out)
 
 
 if __name__ == "__main__":
