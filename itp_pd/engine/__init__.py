@@ -14,9 +14,11 @@ from .simulate import (
     STATUS_OK,
     STATUS_SOLVER_FAILED,
     Simulation,
+    default_chunk_size,
     simulate,
     simulate_batch,
     simulate_population,
+    stiffness,
 )
 
 __all__ = [
@@ -33,5 +35,7 @@ __all__ = [
     "population_from_dataset",
     "simulate",
     "simulate_batch",
+    "default_chunk_size",
     "simulate_population",
+    "stiffness",
 ]

@@ -175,12 +175,47 @@ def simulate_batch(model, params, grid: EventGrid) -> Simulation:
     return jax.vmap(simulate, in_axes=(None, 0, 0))(model, params, grid)
 
 
+def stiffness(model, params):
+    """How stiff a patient's nonlinear system is at its initial state (1/day).
+
+    The largest magnitude on the diagonal of the vector field's Jacobian, drugs absent. In the
+    ITP model this is the total platelet clearance, ``K = production / PLT0``: median 5 per day
+    in the calibrated population and up to about 25 in the most severe patients, which bounds
+    the step of an explicit solver. Used only to order patients; it never changes a prediction.
+    """
+    state = model.initial_nonlinear_state(params)
+    dtype = state.dtype
+    amounts = jnp.zeros(model.n_compartments, dtype=dtype)
+    concentrations = block_concentrations(model.pk_blocks, amounts, params)
+    t0 = jnp.zeros((), dtype=dtype)
+    jacobian = jax.jacfwd(lambda y: model.nonlinear_rates(t0, y, concentrations, params))(state)
+    return jnp.max(jnp.abs(jnp.diagonal(jacobian)))
+
+
+def default_chunk_size() -> int:
+    """Patients per vectorised chunk: 256 on CPU (measured fastest, see ``simulate_population``);
+    4,096 on accelerators, which need wide batches to fill their cores."""
+    return 256 if jax.default_backend() == "cpu" else 4096
+
+
 @eqx.filter_jit
-def _simulate_batch_jit(model, params, grid):
-    return simulate_batch(model, params, grid)
+def _simulate_batch_jit(model, params, grid, chunk_size):
+    n = grid.times.shape[0]
+    if not model.n_nonlinear_states or chunk_size >= n:
+        return simulate_batch(model, params, grid)
+    # Under vmap the solver's while loop runs until the slowest patient of the batch is done,
+    # so mixing a stiff patient into a batch of easy ones makes them all pay its step count.
+    # Patients of similar stiffness are therefore solved together, chunk by chunk.
+    order = jnp.argsort(jax.vmap(stiffness, in_axes=(None, 0))(model, params))
+    params, grid = jax.tree.map(lambda leaf: leaf[order], (params, grid))
+    result = jax.lax.map(
+        lambda patient: simulate(model, *patient), (params, grid), batch_size=chunk_size
+    )
+    restore = jnp.argsort(order)
+    return jax.tree.map(lambda leaf: leaf[restore], result)
 
 
-def simulate_population(model, params, population: Population) -> Simulation:
+def simulate_population(model, params, population: Population, *, chunk_size: int | None = None) -> Simulation:
     """Simulate every patient of a ``Population`` in one compiled program.
 
     Args:
@@ -188,6 +223,13 @@ def simulate_population(model, params, population: Population) -> Simulation:
         params: mapping of parameter name to an array of shape ``(n_patients,)``.
         population: from ``build_population``; populations with the same padded shapes reuse
             the compiled program.
+        chunk_size: patients solved together in one vectorised batch; default
+            ``default_chunk_size()``. Patients are ordered by ``stiffness`` first, so that each
+            chunk's solver loop runs about as long as its own patients need; results come back
+            in the population's order. On the 2-core CPU this made the ITP control arm 3×
+            faster than one batch of 2,000 (``benchmarks/simulate.py``). Results agree with
+            unchunked ones to the solver tolerance, not bit for bit: XLA vectorises a
+            different batch width differently, and adaptive step decisions amplify the last bits.
     """
     n = population.n_patients
     missing = sorted(set(model.parameter_names) - set(params))
@@ -202,4 +244,7 @@ def simulate_population(model, params, population: Population) -> Simulation:
                 f"parameter {name!r} has shape {jnp.shape(value)}; expected ({n},), one value "
                 f"per patient (use jnp.full({n}, value) for a shared value)"
             )
-    return _simulate_batch_jit(model, params, population.grid)
+    chunk_size = default_chunk_size() if chunk_size is None else int(chunk_size)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of patients, got {chunk_size}")
+    return _simulate_batch_jit(model, params, population.grid, chunk_size)
