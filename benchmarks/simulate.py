@@ -9,9 +9,12 @@ per patient). Records, dataset and event grids are built once per arm, outside t
 region (``itp_pd.trial.simulate_arm.prepare_arm``); what is timed is ``simulate_population``
 until its predictions are ready. ``wall_s`` is the median over ``--repeats`` calls after the
 first; ``compile_s`` is the first call minus that median. Peak RSS is the process's maximum
-resident set size at the end (``resource.getrusage``).
+resident set size at the end (``resource.getrusage``). ``--compare-unchunked`` also times the
+control arm solved as one batch (``chunk_size`` = all patients) in the same run, the baseline
+for the engine's stiffness-sorted chunks.
 
     python benchmarks/simulate.py          # writes benchmarks/results/simulate.json
+    python benchmarks/simulate.py --patients 2000 --compare-unchunked --out /tmp/chunks.json
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 from _report import environment, write_figures  # noqa: E402 (benchmarks/ is on sys.path)
 
-from itp_pd.engine import simulate_population  # noqa: E402
+from itp_pd.engine import default_chunk_size, simulate_population  # noqa: E402
 from itp_pd.spec import load_spec  # noqa: E402
 from itp_pd.structural import model_from_spec  # noqa: E402
 from itp_pd.trial.calibration import calibrated_population  # noqa: E402
@@ -43,13 +46,13 @@ OUTPUTS = ("PLT", "BCELL")
 YEARS = 1
 
 
-def time_arm(model, params, arm, visits, bsa, repeats):
+def time_arm(model, params, arm, visits, bsa, repeats, chunk_size=None):
     """``(first_call_s, runs_s, failures)`` for one arm; only the simulation is timed."""
     population, params_jax, _ = prepare_arm(model, params, arm, visits, outputs=OUTPUTS, bsa=bsa)
 
     def call():
         start = time.perf_counter()
-        result = simulate_population(model, params_jax, population)
+        result = simulate_population(model, params_jax, population, chunk_size=chunk_size)
         result.predictions.block_until_ready()
         return time.perf_counter() - start, result
 
@@ -73,6 +76,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--compare-unchunked", action="store_true",
+                        help="also time the control arm as one unsorted batch of all patients")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1 (compile_s is the first call minus their median)")
@@ -89,6 +94,13 @@ def main(argv=None):
         median = statistics.median(runs)
         timings[key] = dict(wall_s=median, compile_s=first - median, runs=runs, failures=failures)
 
+    if args.compare_unchunked:
+        first, runs, failures = time_arm(
+            model, params, arms["control"], visits, bsa, args.repeats, chunk_size=args.patients
+        )
+        median = statistics.median(runs)
+        timings["control, one batch"] = dict(wall_s=median, compile_s=first - median, runs=runs, failures=failures)
+
     control, combination = timings["control"], timings["combination"]
     figures = dict(
         patients=args.patients,
@@ -99,10 +111,20 @@ def main(argv=None):
         combination_compile_s=round(combination["compile_s"], 2),
         runs_s={key: [round(t, 4) for t in value["runs"]] for key, value in timings.items()},
         peak_rss_mb=round(peak_rss_mb(), 1),
+        chunk_size=default_chunk_size(),
+        **(
+            dict(
+                unchunked_wall_s=round(timings["control, one batch"]["wall_s"], 4),
+                chunked_speedup=round(timings["control, one batch"]["wall_s"] / control["wall_s"], 2),
+            )
+            if args.compare_unchunked
+            else {}
+        ),
         repeats=args.repeats,
         visits=len(visits),
         outputs=list(OUTPUTS),
         solver_failures={key: value["failures"] for key, value in timings.items()},
+        solver=model.solver.solver,
         rtol=model.solver.rtol,
         atol=model.solver.atol,
         **environment(),

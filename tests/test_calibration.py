@@ -42,13 +42,8 @@ def test_small_calibration_table_has_every_target_and_no_solver_failures():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3 note): at 2,000 patients SR is 54% (range 30-52) and the median "
-    "time to response 49 days (range 21-42); strict, so it turns red once the model meets them",
-)
 def test_full_calibration_table_passes_every_target():
-    # The example's defaults: 2,000 patients per arm, 40 prior draws × 250 patients.
-    rows, failures = calibration_table(SPEC, n_patients=2000, seed=1, n_prior_draws=40, prior_patients=250)
+    # The example's defaults: 2,000 patients per arm, 100 prior draws × 250 patients.
+    rows, failures = calibration_table(SPEC, n_patients=2000, seed=1, n_prior_draws=100, prior_patients=250)
     assert failures == 0
     assert [row["id"] for row in rows if not row["pass"]] == []

@@ -5,6 +5,7 @@ Targets are [lit] or [derived] figures of science.md; tolerances are the issue's
 
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -12,10 +13,10 @@ import pytest
 
 from itp_pd.data import Dataset
 from itp_pd.dosing import Arm, Infusion, Oral, Regimen, every, population_records, weekly
-from itp_pd.engine import population_from_dataset, simulate_population
+from itp_pd.engine import population_from_dataset, simulate_population, stiffness
 from itp_pd.spec import load_spec
 from itp_pd.structural import ITPModel, model_from_spec
-from itp_pd.structural.itp import OUTPUTS
+from itp_pd.structural.itp import OUTPUTS, platelet_kinetics
 
 SPEC = load_spec(Path(__file__).parents[1] / "models" / "itp_v1.toml")
 TYPICAL = SPEC.typical_values()
@@ -53,6 +54,15 @@ def series(table, output, patient=1):
 def test_spec_and_model_agree_on_parameters():
     assert model_from_spec(SPEC) == MODEL
     assert set(TYPICAL) == set(MODEL.parameter_names)
+
+
+def test_stiffness_is_the_platelet_clearance_and_grows_as_the_baseline_count_falls():
+    plt0 = jnp.asarray([5.0, 15.0, 28.0])
+    params = {k: jnp.full(3, v) for k, v in TYPICAL.items()} | {"PLT0": plt0}
+    stiff = jax.vmap(stiffness, in_axes=(None, 0))(MODEL, params)
+    clearance = platelet_kinetics(params)["K"]  # 1/day: production / PLT0 at steady state
+    np.testing.assert_allclose(stiff, clearance, rtol=1e-12)
+    assert stiff[0] > stiff[1] > stiff[2]
 
 
 def test_untreated_patients_stay_at_their_pathological_steady_state():

@@ -78,11 +78,27 @@ def plasma_cell_rate(X, B, help_relative, concentration, K, IMAX_PC, IC50_PC):
     return K * (formation - X)
 
 
-def antibody_rate(A, S, L, KIGG, FL):
-    """Antibody (relative to baseline): ``dA/dt = KIGG·((1 − FL)·S + FL·L − A)``, IgG
-    elimination KIGG = ln 2 / 21 days (Andersen & Sandlie 2009); FL the share made by
-    long-lived plasma cells."""
-    return KIGG * ((1.0 - FL) * S + FL * L - A)
+def antibody_rate(A, S, L, KEL, FL):
+    """Antibody (relative to baseline): ``dA/dt = KEL·((1 − FL)·S + FL·L − A)``; FL the share
+    made by long-lived plasma cells, KEL the elimination rate (1/day): for total IgG the IgG
+    half-life, KIGG = ln 2 / 21 days (Andersen & Sandlie 2009); for anti-platelet IgG
+    ``anti_platelet_elimination``."""
+    return KEL * ((1.0 - FL) * S + FL * L - A)
+
+
+def anti_platelet_elimination(KIGG, KTMD):
+    """Elimination rate of anti-platelet IgG (1/day): ``KIGG + KTMD``.
+
+    Besides FcRn-protected IgG turnover (KIGG), antibody bound to platelets is removed with
+    the platelets it opsonises, in the spleen, whose destruction flux in ITP (production,
+    several times a healthy person's platelet mass per week) is large next to the antibody
+    pool. Taken first-order (KTMD, 1/day) because that flux, equal to production at steady
+    state, changes far less during a response than the count does. It makes antibody fall
+    faster than 21 days once plasma cells stop, and rise faster when B cells return, which is
+    what the median time to response of rituximab (28 d) and its relapses ask for (science.md
+    §4, C2, C4); size [calibrated].
+    """
+    return KIGG + KTMD
 
 
 def megakaryocyte_rate(MK, P, A, PROD, EPROD, PREF, GAMMA, KTR):

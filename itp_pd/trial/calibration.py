@@ -3,8 +3,9 @@
 Procedure (re-runnable, ``examples/calibration.py --fit``): the population values the
 platelet data cannot pin (typical and between-patient sd of FL, the long-lived plasma-cell
 share of antibody; of FT, the antibody-independent share of destruction; of KB, the B-cell
-turnover that times repopulation and relapse; the typical production impairment EPROD; and
-PREF, the healthy count the production feedback aims at) are optimised by Nelder–Mead against the
+turnover that times repopulation and relapse; the typical production impairment EPROD; PREF,
+the healthy count the production feedback aims at; and KTMD, the removal of anti-platelet IgG
+with the platelets it opsonises, which times response and relapse) are optimised by Nelder–Mead against the
 control-arm targets C1–C6, with common random numbers (one fixed set of virtual patients),
 minimising the distance of each simulated value outside its acceptable range (plus a small
 pull towards the published value). The result is written to
@@ -23,11 +24,11 @@ import numpy as np
 
 from ..structural import model_from_spec
 from .design import nct07057778_arms, trial_visits
-from .endpoints import compute_endpoints
+from .measurement import measured_endpoints
 from .simulate_arm import simulate_arm
 from .virtual_population import sample_patients
 
-CALIBRATED = ("FL", "FT", "EPROD", "KB", "PREF")  # typical values fitted; FL, FT, KB also their sd
+CALIBRATED = ("FL", "FT", "EPROD", "KB", "PREF", "KTMD")  # typical values fitted; FL, FT, KB also their sd
 CALIBRATION_FILE = Path(__file__).parents[2] / "fits" / "itp_v1_calibration.toml"
 
 
@@ -71,12 +72,13 @@ def calibrated_population(spec, n_patients, *, seed, calibration: Path = CALIBRA
     return sample_patients(spec, n_patients, seed=seed, typical=typical, omega=omega)
 
 
-def _control_statistics(spec, params, bsa, visits):
+def _control_statistics(spec, params, bsa, visits, measurement_seed):
     model = model_from_spec(spec)
     values, status = simulate_arm(
         model, params, nct07057778_arms()["control"], visits, outputs=("PLT", "BCELL"), bsa=bsa
     )
-    endpoints = compute_endpoints(np.tile(visits, (len(bsa), 1)), values["PLT"], params["PLT0"])
+    rng = np.random.default_rng(measurement_seed)
+    endpoints = measured_endpoints(spec, visits, values["PLT"], params["PLT0"], rng)
     week4 = int(np.searchsorted(visits, 28.0))
     return endpoints, values, status, week4
 
@@ -85,9 +87,10 @@ def _percent(flags):
     return 100.0 * float(np.mean(flags))
 
 
-def control_arm_values(spec, params, bsa, visits):
-    """Simulated C1–C6 for one set of patients (no intervals)."""
-    endpoints, values, status, week4 = _control_statistics(spec, params, bsa, visits)
+def control_arm_values(spec, params, bsa, visits, *, measurement_seed):
+    """Simulated C1–C6 for one set of patients (no intervals); the platelet measurement
+    error is drawn from ``measurement_seed`` (same seed, same draws: common random numbers)."""
+    endpoints, values, status, week4 = _control_statistics(spec, params, bsa, visits, measurement_seed)
     responders = np.asarray(endpoints.overall_response)
     ttr = np.asarray(endpoints.time_to_response)[responders]
     return {
@@ -134,9 +137,11 @@ SD_BOUNDS = {"FL": (0.3, 3.0), "FT": (0.3, 3.0), "KB": (0.1, 1.0)}
 KB_BOUNDS = (0.01, 0.05)
 # PREF: normal counts 150–400; production × lifespan × (1 − splenic share) ≈ 266 [derived].
 PREF_BOUNDS = (200.0, 350.0)
+# KTMD: from nothing (IgG half-life alone, 21 d) to an antibody half-life of about 1.3 days.
+KTMD_BOUNDS = (0.0, 0.5)
 # Where the search starts (inside the plausible region, away from the spec's prior centres,
 # which sit far from the targets); any start inside the bounds reaches the same region.
-START = dict(FL=0.1, FT=0.3, EPROD=0.3, KB=0.03, PREF=280.0, sd_FL=2.0, sd_FT=2.0, sd_KB=0.3)
+START = dict(FL=0.1, FT=0.3, EPROD=0.3, KB=0.03, PREF=280.0, KTMD=0.05, sd_FL=2.0, sd_FT=2.0, sd_KB=0.3)
 
 
 def _bounded(x, bounds):
@@ -152,7 +157,7 @@ def _unbounded(value, bounds):
 def _unpack(x):
     return (
         {"FL": _expit(x[0]), "FT": _expit(x[1]), "EPROD": _expit(x[2]), "KB": _bounded(x[3], KB_BOUNDS),
-         "PREF": _bounded(x[7], PREF_BOUNDS)},
+         "PREF": _bounded(x[7], PREF_BOUNDS), "KTMD": _bounded(x[8], KTMD_BOUNDS)},
         {name: _bounded(x[4 + i], SD_BOUNDS[name]) for i, name in enumerate(("FL", "FT", "KB"))},
     )
 
@@ -166,14 +171,14 @@ def calibrate(spec, *, n_patients=1000, seed=20261122, max_evaluations=150, log=
     x0 = np.array(
         [_logit(START["FL"]), _logit(START["FT"]), _logit(START["EPROD"]), _unbounded(START["KB"], KB_BOUNDS),
          *(_unbounded(START[f"sd_{name}"], SD_BOUNDS[name]) for name in ("FL", "FT", "KB")),
-         _unbounded(START["PREF"], PREF_BOUNDS)]
+         _unbounded(START["PREF"], PREF_BOUNDS), _unbounded(START["KTMD"], KTMD_BOUNDS)]
     )
     history = []
 
     def objective(x):
         typical, omega = _unpack(x)
         params, bsa = sample_patients(spec, n_patients, seed=seed, typical=typical, omega=omega)
-        values = control_arm_values(spec, params, bsa, visits)
+        values = control_arm_values(spec, params, bsa, visits, measurement_seed=seed)
         loss = _loss(values)
         history.append((loss, typical, omega, values))
         log(f"[{len(history):3d}] loss {loss:8.4f}  "
@@ -232,7 +237,7 @@ def _key(rng):
     return jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
 
 
-def calibration_table(spec, *, n_patients=2000, seed=1, n_prior_draws=40, prior_patients=250,
+def calibration_table(spec, *, n_patients=2000, seed=1, n_prior_draws=100, prior_patients=250,
                       calibration: Path = CALIBRATION_FILE):
     """Targets C1–C10 against the calibrated default population (science.md §4).
 
@@ -252,9 +257,10 @@ def calibration_table(spec, *, n_patients=2000, seed=1, n_prior_draws=40, prior_
     params, bsa = calibrated_population(spec, n_patients, seed=seed, calibration=calibration)
     n = n_patients
 
-    endpoints, _, status, _ = _control_statistics(spec, params, bsa, visits)
+    endpoints, _, status, _ = _control_statistics(spec, params, bsa, visits, seed)
     combo_values, combo_status = simulate_arm(model, params, arms["combination"], visits, bsa=bsa)
-    combo = compute_endpoints(np.tile(visits, (n, 1)), combo_values["PLT"], params["PLT0"])
+    # Same measurement draws as the control arm: the arms differ by treatment only.
+    combo = measured_endpoints(spec, visits, combo_values["PLT"], params["PLT0"], np.random.default_rng(seed))
     alone, alone_status = simulate_arm(
         model, params, arms["iguratimod alone"], [0.0, 84.0, 168.0],
         outputs=("IGG_CHANGE", "TREG_PCT", "TH17_PCT", "TH1_PCT"), bsa=bsa,
@@ -282,14 +288,16 @@ def calibration_table(spec, *, n_patients=2000, seed=1, n_prior_draws=40, prior_
     prior = _iguratimod_effect_prior_draws(spec, n_prior_draws, rng)
     small, small_bsa = calibrated_population(spec, prior_patients, seed=seed + 1, calibration=calibration)
     small_control, _ = simulate_arm(model, small, arms["control"], visits, bsa=small_bsa)
-    control_or = np.asarray(compute_endpoints(np.tile(visits, (prior_patients, 1)), small_control["PLT"], small["PLT0"]).overall_response).mean()
+    control_or = np.asarray(measured_endpoints(
+        spec, visits, small_control["PLT"], small["PLT0"], np.random.default_rng(seed + 1)).overall_response).mean()
     stacked = {k: np.tile(v, n_prior_draws) for k, v in small.items()}
     for name, draws in prior.items():
         stacked[name] = np.repeat(draws, prior_patients)
     prior_combo, prior_status = simulate_arm(model, stacked, arms["combination"], visits, bsa=np.tile(small_bsa, n_prior_draws))
-    prior_or = np.asarray(
-        compute_endpoints(np.tile(visits, (len(stacked["PLT0"]), 1)), prior_combo["PLT"], stacked["PLT0"]).overall_response
-    ).reshape(n_prior_draws, prior_patients).mean(axis=1)
+    prior_or = np.stack([
+        np.asarray(measured_endpoints(spec, visits, draw_platelets, small["PLT0"], np.random.default_rng(seed + 1)).overall_response)
+        for draw_platelets in prior_combo["PLT"].reshape(n_prior_draws, prior_patients, -1)
+    ]).mean(axis=1)
     difference = 100.0 * (prior_or - control_or)
     inside = (difference >= 0.0) & (difference <= 25.0)
     c8 = 100.0 * inside.mean()
