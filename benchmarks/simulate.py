@@ -15,11 +15,13 @@ for the engine's stiffness-sorted chunks.
 
     python benchmarks/simulate.py          # writes benchmarks/results/simulate.json
     python benchmarks/simulate.py --patients 2000 --compare-unchunked --out /tmp/chunks.json
+    python benchmarks/simulate.py --patients 2000 --solver tsit5 --rtol 1e-7 --atol 1e-10 --out /tmp/tsit5.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import sys
@@ -35,7 +37,7 @@ from _report import environment, write_figures  # noqa: E402 (benchmarks/ is on 
 
 from itp_pd.engine import default_chunk_size, simulate_population  # noqa: E402
 from itp_pd.spec import load_spec  # noqa: E402
-from itp_pd.structural import model_from_spec  # noqa: E402
+from itp_pd.structural import SolverConfig, model_from_spec  # noqa: E402
 from itp_pd.trial.calibration import calibrated_population  # noqa: E402
 from itp_pd.trial.design import nct07057778_arms, trial_visits  # noqa: E402
 from itp_pd.trial.simulate_arm import prepare_arm  # noqa: E402
@@ -76,6 +78,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--solver", default=None, help="override the model's solver (tsit5, bosh3, ...)")
+    parser.add_argument("--rtol", type=float, default=None)
+    parser.add_argument("--atol", type=float, default=None)
     parser.add_argument("--compare-unchunked", action="store_true",
                         help="also time the control arm as one unsorted batch of all patients")
     args = parser.parse_args(argv)
@@ -84,6 +89,11 @@ def main(argv=None):
 
     spec = load_spec(SPEC)
     model = model_from_spec(spec)
+    if args.solver or args.rtol or args.atol:
+        config = model.solver
+        model = dataclasses.replace(model, solver_config=SolverConfig(
+            solver=args.solver or config.solver, rtol=args.rtol or config.rtol,
+            atol=args.atol or config.atol, max_steps=config.max_steps))
     params, bsa = calibrated_population(spec, args.patients, seed=args.seed)
     visits = trial_visits(52.0 * YEARS)
     arms = nct07057778_arms()

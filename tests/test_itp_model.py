@@ -15,7 +15,7 @@ from itp_pd.data import Dataset
 from itp_pd.dosing import Arm, Infusion, Oral, Regimen, every, population_records, weekly
 from itp_pd.engine import population_from_dataset, simulate_population, stiffness
 from itp_pd.spec import load_spec
-from itp_pd.structural import ITPModel, model_from_spec
+from itp_pd.structural import ITPModel, SolverConfig, model_from_spec
 from itp_pd.structural.itp import OUTPUTS, platelet_kinetics
 
 SPEC = load_spec(Path(__file__).parents[1] / "models" / "itp_v1.toml")
@@ -171,3 +171,26 @@ def test_every_regimen_runs_without_solver_failures(arm):
     result = simulate_population(MODEL, {k: jnp.asarray(v) for k, v in params.items()}, population)
     assert np.all(np.asarray(result.status) == 0)
     assert np.all(np.asarray(result.predictions)[population.obs_rows >= 0] > 0)
+
+
+def test_default_solver_agrees_with_a_tight_tsit5_reference():
+    # bosh3 at rtol 1e-6 is the default for speed (ITPModel docstring); its predictions must
+    # stay far inside the 20% platelet residual error of a tight 5th-order solution.
+    rng = np.random.default_rng(5)
+    n = 12
+    params = {k: np.full(n, v) for k, v in TYPICAL.items()}
+    params["PLT0"] = rng.uniform(4, 29, n)  # down to 4: the stiffest patients
+    params["FT"] = rng.uniform(0.0, 0.9, n)
+    params["EPROD"] = rng.uniform(0.0, 0.9, n)
+    records = population_records(
+        Arm("both", (RITUXIMAB_100_X6, IGURATIMOD_BID_26W)), pd.DataFrame({"ID": np.arange(1, n + 1)}),
+        np.arange(0.0, 366.0, 7.0), compartments=MODEL.compartment_map(), dvids=(DVID["PLT"], DVID["ANTIBODY"]),
+    )
+    population = population_from_dataset(Dataset.from_table(records), MODEL)
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    reference_model = ITPModel(solver_config=SolverConfig(solver="tsit5", rtol=1e-10, atol=1e-12, max_steps=16384))
+    default = np.asarray(simulate_population(MODEL, params, population).predictions)
+    reference = np.asarray(simulate_population(reference_model, params, population).predictions)
+    keep = population.obs_rows >= 0
+    assert MODEL.solver.solver == "bosh3"
+    assert np.max(np.abs(default[keep] / reference[keep] - 1.0)) < 2e-4

@@ -226,8 +226,8 @@ def simulate_population(model, params, population: Population, *, chunk_size: in
         chunk_size: patients solved together in one vectorised batch; default
             ``default_chunk_size()``. Patients are ordered by ``stiffness`` first, so that each
             chunk's solver loop runs about as long as its own patients need; results come back
-            in the population's order. On the 2-core CPU this made the ITP control arm 3×
-            faster than one batch of 2,000 (``benchmarks/simulate.py``). Results agree with
+            in the population's order. On the 2-core CPU this makes the ITP control arm 2.6×
+            faster than one batch of 2,000 (``benchmarks/simulate.py --compare-unchunked``). Results agree with
             unchunked ones to the solver tolerance, not bit for bit: XLA vectorises a
             different batch width differently, and adaptive step decisions amplify the last bits.
     """
