@@ -13,25 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec.model import Observation
+from ..stats.residual import residual_sd as stats_residual_sd
 from .endpoints import Endpoints, compute_endpoints
 
 
 def residual_sd(observation: Observation, prediction):
-    """Standard deviation of a measurement around ``prediction`` (in its unit).
-
-    additive σa; proportional σp·|f|; combined √(σa² + σp²·f²); for lognormal the sd is σ on
-    the log scale (see ``simulate_measurements``).
-    """
-    f = np.abs(np.asarray(prediction, dtype=float))
-    if observation.error == "additive":
-        return np.full_like(f, observation.sigma("sigma_add"))
-    if observation.error == "proportional":
-        return observation.sigma("sigma_prop") * f
-    if observation.error == "combined":
-        return np.hypot(observation.sigma("sigma_add"), observation.sigma("sigma_prop") * f)
-    if observation.error == "lognormal":
-        return np.full_like(f, observation.sigma("sigma_log"))
-    raise ValueError(f"observation {observation.name}: unknown error model {observation.error!r}")
+    """Standard deviation of a measurement around ``prediction`` (in its unit; on the log
+    scale for lognormal), from the observation's error model (``itp_pd.stats.residual_sd``)."""
+    sigmas = {name: value for name, value, _ in observation.sigmas}
+    return np.asarray(stats_residual_sd(observation.error, np.asarray(prediction, dtype=float), **sigmas))
 
 
 def simulate_measurements(prediction, observation: Observation, rng: np.random.Generator, *, floor=0.0):
