@@ -181,7 +181,7 @@ def stiffness(model, params):
     The largest magnitude on the diagonal of the vector field's Jacobian, drugs absent. In the
     ITP model this is the total platelet clearance, ``K = production / PLT0``: median 5 per day
     in the calibrated population and up to about 25 in the most severe patients, which bounds
-    the step of an explicit solver. Used only to order patients; it never changes a prediction.
+    the step of an explicit solver. Used only to order patients into chunks.
     """
     state = model.initial_nonlinear_state(params)
     dtype = state.dtype
@@ -227,9 +227,10 @@ def simulate_population(model, params, population: Population, *, chunk_size: in
             ``default_chunk_size()``. Patients are ordered by ``stiffness`` first, so that each
             chunk's solver loop runs about as long as its own patients need; results come back
             in the population's order. On the 2-core CPU this makes the ITP control arm 2.6×
-            faster than one batch of 2,000 (``benchmarks/simulate.py --compare-unchunked``). Results agree with
-            unchunked ones to the solver tolerance, not bit for bit: XLA vectorises a
-            different batch width differently, and adaptive step decisions amplify the last bits.
+            faster than one batch of 2,000 (``benchmarks/simulate.py --compare-unchunked``).
+            Results agree with unchunked ones to the solver tolerance, not bit for bit: XLA
+            vectorises a different batch width differently, and adaptive step decisions
+            amplify the last bits.
     """
     n = population.n_patients
     missing = sorted(set(model.parameter_names) - set(params))

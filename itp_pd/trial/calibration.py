@@ -8,7 +8,9 @@ the healthy count the production feedback aims at; and KTMD, the removal of anti
 with the platelets it opsonises, which times response and relapse) are optimised by Nelder–Mead against the
 control-arm targets C1–C6, with common random numbers (one fixed set of virtual patients),
 minimising the distance of each simulated value outside its acceptable range (plus a small
-pull towards the published value). The result is written to
+pull towards the published value). Endpoints are computed on measured counts (predictions
+with the spec's platelet residual error, ``measured_endpoints``), as the published ones were.
+The result is written to
 ``fits/itp_v1_calibration.toml`` and read back by ``calibrated_population``. C7–C10 (the
 iguratimod effect) are checks of the spec's priors, not fitted.
 """
