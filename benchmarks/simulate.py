@@ -37,7 +37,7 @@ from _report import environment, write_figures  # noqa: E402 (benchmarks/ is on 
 
 from itp_pd.engine import default_chunk_size, simulate_population  # noqa: E402
 from itp_pd.spec import load_spec  # noqa: E402
-from itp_pd.structural import SolverConfig, model_from_spec  # noqa: E402
+from itp_pd.structural import model_from_spec  # noqa: E402
 from itp_pd.trial.calibration import calibrated_population  # noqa: E402
 from itp_pd.trial.design import nct07057778_arms, trial_visits  # noqa: E402
 from itp_pd.trial.simulate_arm import prepare_arm  # noqa: E402
@@ -89,11 +89,9 @@ def main(argv=None):
 
     spec = load_spec(SPEC)
     model = model_from_spec(spec)
-    if args.solver or args.rtol or args.atol:
-        config = model.solver
-        model = dataclasses.replace(model, solver_config=SolverConfig(
-            solver=args.solver or config.solver, rtol=args.rtol or config.rtol,
-            atol=args.atol or config.atol, max_steps=config.max_steps))
+    overrides = {k: v for k, v in dict(solver=args.solver, rtol=args.rtol, atol=args.atol).items() if v is not None}
+    if overrides:  # SolverConfig refuses an unknown solver or a non-positive tolerance
+        model = dataclasses.replace(model, solver_config=dataclasses.replace(model.solver, **overrides))
     params, bsa = calibrated_population(spec, args.patients, seed=args.seed)
     visits = trial_visits(52.0 * YEARS)
     arms = nct07057778_arms()

@@ -83,10 +83,11 @@ def test_map_recovers_the_population_values_of_simulated_data():
 
 
 def test_a_dataset_output_without_residual_error_in_the_spec_is_refused():
-    table = trial_table(2)
-    table.loc[table["EVID"] == 0, "DVID"] = 2  # an output the 2-compartment model does not have
-    with pytest.raises(Exception, match="DVID"):
-        build_model(SPEC, Dataset.from_table(table))
+    import dataclasses
+
+    silent = dataclasses.replace(SPEC, observations=())  # CP measured, but no error model for it
+    with pytest.raises(SpecError, match=r"DVID \[1\] \(CP\).*add \[observations.CP\]"):
+        build_model(silent, Dataset.from_table(trial_table(2)))
 
 
 def test_a_covariate_missing_from_the_dataset_is_named_before_sampling():

@@ -46,7 +46,7 @@ def _sigma_sites(observation):
 
 def _check_outputs(spec, structural, observed):
     declared = {o.dvid for o in spec.observations}
-    present = set(np.unique(observed.output[observed.is_data]) + 1)
+    present = {int(d) for d in np.unique(observed.output[observed.is_data]) + 1}
     missing = sorted(present - declared)
     if missing:
         names = [structural.outputs[d - 1] for d in missing]
@@ -134,7 +134,7 @@ def build_model(
                 z = numpyro.sample(f"z_{p.name}", dist.Normal(0.0, 1.0).expand([n]))
                 eta = numpyro.deterministic(f"eta_{p.name}", omega * z)
             value = individual_value(p, typical, eta, covariates, exponents=exponents)
-            params[p.name] = jnp.broadcast_to(value, (n,)) * jnp.ones(n)
+            params[p.name] = jnp.broadcast_to(value, (n,))
 
         simulation = simulate_population(structural, params, population, chunk_size=chunk_size)
         failed = simulation.status != 0

@@ -45,13 +45,13 @@ def residual_sd(error: str, prediction, *, sigma_add=0.0, sigma_prop=0.0, sigma_
     """
     f = jnp.abs(jnp.asarray(prediction))
     if error == "additive":
-        return jnp.full_like(f, sigma_add) + 0.0 * f
+        return sigma_add * jnp.ones_like(f)
     if error == "proportional":
         return sigma_prop * f
     if error == "combined":
         return jnp.sqrt(sigma_add**2 + (sigma_prop * f) ** 2)
     if error == "lognormal":
-        return jnp.full_like(f, sigma_log) + 0.0 * f
+        return sigma_log * jnp.ones_like(f)
     raise ValueError(
         f"unknown error model {error!r}; expected additive, proportional, combined or lognormal"
     )
