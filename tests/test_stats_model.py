@@ -16,7 +16,7 @@ from numpyro.infer.util import log_likelihood
 from itp_pd.data import Dataset
 from itp_pd.errors import SpecError
 from itp_pd.spec import load_spec
-from itp_pd.stats.model import build_model
+from itp_pd.stats.model import SOLVER_FAILURES, build_model
 
 SPEC = load_spec(Path(__file__).parents[1] / "models" / "pk_2cmt_iv.toml")
 TIMES = [0.2, 1.0, 3.0, 7.0, 14.0, 28.0, 56.0]
@@ -119,9 +119,11 @@ def test_a_failed_solve_rejects_the_proposal_and_is_counted():
     obs = jnp.asarray(observed.value)
     draw = Predictive(model, num_samples=1)(jax.random.PRNGKey(0), obs=obs)
     params = {k: v[0] for k, v in draw.items() if k not in ("obs", "prediction", "solver_failures") and not k.startswith("eta_")}
+    before = SOLVER_FAILURES.patients
     density, trace = log_density(model, (), {"obs": obs}, params)
     assert density == -jnp.inf
     assert int(trace["solver_failures"]["value"]) == 2
+    assert SOLVER_FAILURES.patients - before == 2  # counted for the fit's diagnostics, not raised
 
 
 @pytest.mark.slow

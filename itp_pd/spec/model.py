@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -190,6 +190,31 @@ class ModelSpec:
     def with_estimated(self, names: str | Iterable[str]) -> ModelSpec:
         """A copy in which ``names`` are estimated; each must have a prior in the spec."""
         return self._toggle(names, estimate=True)
+
+    def with_values(self, typical: Mapping[str, float] | None = None,
+                    omega: Mapping[str, float] | None = None) -> ModelSpec:
+        """A copy with new typical values and IIV sds (e.g. a calibration's), priors unchanged.
+
+        Raises:
+            SpecError: a name the spec does not define, or an omega for a parameter without IIV.
+        """
+        typical, omega = dict(typical or {}), dict(omega or {})
+        problems = Problems(str(self.path) if self.path else "<spec>")
+        known = self.parameter_names
+        for name in sorted(set(typical) | set(omega)):
+            if name not in known:
+                problems.add(f"parameters.{name}", "no such parameter", "one of " + ", ".join(known),
+                             "name a parameter the spec defines" + suggestion(name, known))
+            elif name in omega and self.parameter(name).iiv is None:
+                problems.add(f"parameters.{name}.iiv", "nothing", "an IIV to set the sd of",
+                             "give the parameter an iiv in the spec, or drop it from omega")
+        problems.raise_if_any()
+        parameters = tuple(
+            replace(p, value=float(typical.get(p.name, p.value)),
+                    iiv=replace(p.iiv, sd=float(omega[p.name])) if p.name in omega else p.iiv)
+            for p in self.parameters
+        )
+        return replace(self, parameters=parameters)
 
     def _toggle(self, names, *, estimate: bool) -> ModelSpec:
         names = (names,) if isinstance(names, str) else tuple(names)
