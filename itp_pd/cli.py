@@ -22,6 +22,11 @@ CHECK_EPILOG = """examples:
   itp-pd check-data examples/data/example_pk.csv
       (units come from the sidecar examples/data/example_pk.units.toml when present)
 """
+FIT_EPILOG = """examples:
+  itp-pd fit fits/pk_2cmt_example.toml            # NUTS as the recipe says; fits/pk_2cmt_example/
+  itp-pd fit fits/pk_2cmt_example.toml --method map
+  itp-pd hash examples/data/pk_trial.csv          # the sha256 a recipe's [data] needs
+"""
 
 
 def _enable_float64():
@@ -85,6 +90,32 @@ def run_check_data(args) -> int:
     return EXIT_OK
 
 
+def run_fit(args) -> int:
+    import dataclasses
+
+    from .inference import fit, load_recipe, write_fit
+
+    recipe = load_recipe(args.recipe)
+    if args.method:
+        recipe = dataclasses.replace(recipe, method=args.method)
+    result = fit(recipe, progress=not args.quiet)
+    out = write_fit(result, Path(args.out) if args.out else recipe.output_dir)
+    print(result.summary.round(4).to_string())
+    d = result.diagnostics
+    print(f"{d['method']}: {d['chains']} chain(s) x {d['draws']} draws; divergences {d['divergences']}, "
+          f"max R-hat {d['max_rhat']}, min bulk ESS {d['min_ess_bulk']}, solver failures {d['solver_failures']}; "
+          f"compile {d['compile_s']:.1f} s, run {d['run_s']:.1f} s on {d['device']}")
+    print(f"wrote {out}/ (posterior.nc, summary.csv, diagnostics.json, manifest.json)")
+    return EXIT_OK
+
+
+def run_hash(args) -> int:
+    from .inference import file_sha256
+
+    print(f"{file_sha256(args.path)}  {args.path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itp-pd",
@@ -113,6 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("path", help="CSV file (NONMEM column names, case-insensitive)")
     check.set_defaults(run=run_check_data)
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit a recipe (fits/<name>.toml) by NUTS, SVI or MAP and write its results",
+        epilog=FIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("recipe", help="fit recipe TOML")
+    fit.add_argument("--method", choices=("nuts", "svi", "map"), help="override the recipe's method")
+    fit.add_argument("--out", help="output folder (default: <recipe folder>/<name>/)")
+    fit.add_argument("--quiet", action="store_true", help="no progress output")
+    fit.set_defaults(run=run_fit)
+
+    digest = commands.add_parser("hash", help="print a file's sha256 (for a recipe's [data] section)")
+    digest.add_argument("path")
+    digest.set_defaults(run=run_hash)
     return parser
 
 

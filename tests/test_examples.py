@@ -41,3 +41,13 @@ def test_itp_arms_example_writes_its_figure(tmp_path):
     platelets = result["control"]["PLT"]
     week12 = int(np.searchsorted(result["times"], 84.0))
     assert np.median(platelets[:, week12] / platelets[:, 0]) > 1.0
+
+
+def test_simulate_pk_trial_example_writes_a_dataset_that_reads_back(tmp_path):
+    from itp_pd.data import read_nonmem
+
+    path = _load("simulate_pk_trial").main(["--patients", "3", "--out", str(tmp_path / "pk.csv")])
+    dataset = read_nonmem(path)
+    assert len(dataset.patients()) == 3
+    measured = dataset.table[(dataset.table["EVID"] == 0)]
+    assert len(measured) == 3 * 7 and (measured["DV"] > 0).all()

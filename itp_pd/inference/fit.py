@@ -1,0 +1,114 @@
+"""``fit(recipe)``: dataset + spec + method → posterior, summary, diagnostics, manifest.
+
+A pure function of the recipe and the files it names (checked by sha256), so any scheduler
+(a shell loop, Ray, a cluster array job) can run it; ``write_fit`` stores the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import pandas as pd
+
+from ..data import read_nonmem
+from ..spec import load_spec
+from ..stats.model import SOLVER_FAILURES, build_model
+from ..structural import SolverConfig, model_from_spec
+from .artefacts import diagnostics, manifest, summary_table, to_inference_data, write_fit
+from .recipe import FitRecipe, load_recipe
+from .samplers import Draws, run_nuts, run_optimiser
+
+
+@dataclass
+class FitResult:
+    """Everything a fit produced (``write_fit`` stores all but ``draws``)."""
+
+    recipe: FitRecipe
+    idata: az.InferenceData
+    summary: pd.DataFrame
+    diagnostics: dict
+    manifest: dict
+    draws: Draws
+
+
+def recipe_spec(recipe: FitRecipe, spec=None):
+    """The recipe's model spec (or ``spec``), with its ``estimate`` list applied (all others fixed)."""
+    spec = load_spec(recipe.spec_path) if spec is None else spec
+    if recipe.estimate is None:
+        return spec
+    others = [p.name for p in spec.parameters if p.estimate and p.name not in recipe.estimate]
+    return spec.with_fixed(others).with_estimated(recipe.estimate)
+
+
+def recipe_structural(recipe: FitRecipe, spec):
+    """The spec's structural model with the recipe's solver settings."""
+    structural = model_from_spec(spec)
+    if not recipe.solver:
+        return structural
+    solver = SolverConfig(**{**dataclasses.asdict(structural.solver), **dict(recipe.solver)})
+    return dataclasses.replace(structural, solver_config=solver)
+
+
+def fit(recipe: FitRecipe | str | Path, *, progress: bool = True, dataset=None, spec=None) -> FitResult:
+    """Fit a recipe by NUTS, SVI or MAP.
+
+    Args:
+        recipe: a ``FitRecipe`` or the path of its TOML.
+        progress: print progress (NumPyro's bar for NUTS, a line per 5% for SVI/MAP) to stderr.
+        dataset: an already-read ``Dataset`` to fit instead of reading ``recipe.data_path``
+            (simulation studies); the manifest then records no data hash.
+        spec: a ``ModelSpec`` to use instead of loading ``recipe.spec_path`` (e.g. one with
+            calibrated values, ``ModelSpec.with_values``); the recipe's ``estimate`` applies.
+
+    Returns:
+        ``FitResult``; draws of a NUTS fit are ``(chains, draws)``, of SVI ``(1, draws)``, of
+        MAP a single draw.
+    """
+    if not isinstance(recipe, FitRecipe):
+        recipe = load_recipe(recipe)
+    spec = recipe_spec(recipe, spec)
+    structural = recipe_structural(recipe, spec)
+    if dataset is None:
+        dataset = read_nonmem(recipe.data_path)
+    else:
+        recipe = dataclasses.replace(recipe, data_sha256=None, data_path="<in memory>")
+    model, population, observed = build_model(spec, dataset, structural=structural,
+                                              random_effects=recipe.random_effects, correlated=recipe.correlated)
+    obs = jnp.asarray(observed.value)
+    key = jax.random.PRNGKey(recipe.seed)
+    init_key, run_key, output_key = jax.random.split(key, 3)
+    failures_before = SOLVER_FAILURES.evaluations
+
+    if recipe.method == "nuts":
+        init_values = None
+        compile_before = 0.0
+        if recipe.nuts.init != "median":
+            settings = recipe.map if recipe.nuts.init == "map" else recipe.svi
+            start, guide, params = run_optimiser(model, model.data, obs, recipe.nuts.init, settings,
+                                                 key=init_key, progress=progress)
+            with jax.numpy_dtype_promotion("standard"):
+                init_values = guide.median(params)
+            compile_before = start.compile_s
+        draws = run_nuts(model, model.data, obs, recipe.nuts, key=run_key, init_values=init_values,
+                         progress=progress)
+        draws.compile_s += compile_before
+    else:
+        settings = recipe.svi if recipe.method == "svi" else recipe.map
+        draws, _, _ = run_optimiser(model, model.data, obs, recipe.method, settings, key=run_key,
+                                    progress=progress)
+
+    idata = to_inference_data(draws, model, observed, population, dataset, key=output_key)
+    summary = summary_table(idata)
+    report = diagnostics(draws, summary, solver_failures=SOLVER_FAILURES.evaluations - failures_before)
+    return FitResult(recipe, idata, summary, report, manifest(recipe, spec, seed=recipe.seed), draws)
+
+
+def run_recipe(path: str | Path, *, progress: bool = True) -> Path:
+    """Fit the recipe at ``path`` and write its artefacts to ``<recipe folder>/<name>/``."""
+    result = fit(path, progress=progress)
+    return write_fit(result, result.recipe.output_dir)
