@@ -1,0 +1,157 @@
+"""Fitting benchmark: NUTS and SVI on a simulated NCT07057778 trial with the ITP model.
+
+``--patients`` patients (both arms 1:1: rituximab 100 mg weekly ×6, with or without
+iguratimod 25 mg twice daily for 26 weeks) are drawn from the calibrated default population
+(``models/itp_v1.toml`` with ``fits/itp_v1_calibration.toml``) and their platelet counts
+measured with the spec's 20% proportional error at the trial visits over one year
+(``trial_visits()``, 24 visits). The fit estimates the population values that platelet series
+inform — PLT0 (baseline), FL (long-lived plasma-cell share: non-response), KB (B-cell
+return: relapse), IMAX_PC (iguratimod on plasma cells: the arm difference) — with IIV on the
+patient-level ones (PLT0, FL, KB) and the residual sd; everything else is fixed at its
+calibrated value. Solver for fitting: Tsit5, rtol 1e-4, atol 1e-7, at most 512 steps per segment (the counts
+carry 20% error, so 1e-4 relative solver error is immaterial, and it halves the gradient cost
+against 1e-6; see FIT_SOLVER for the step cap).
+
+Timed: NUTS (``--chains`` vectorised chains, ``--warmup`` + ``--draws``, dense mass, started
+from a MAP fit of ``--map-steps``), its compile time, bulk ESS per second (minimum over
+population parameters), max R-hat, divergences and solver failures; SVI (low-rank guide,
+``--svi-steps``) wall time and the largest relative difference of its posterior means of the
+population parameters from the NUTS means. ``--gradient-repeats`` also times one gradient of
+the log density (median of repeats), the unit every method pays for.
+
+    python benchmarks/fit.py                       # the issue's protocol: 120 patients, 4×(500+500)
+    python benchmarks/fit.py --warmup 10 --draws 10 --chains 1 --max-tree-depth 5 --out /tmp/fit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import environment, write_figures  # noqa: E402
+
+ESTIMATED = ("PLT0", "FL", "KB", "IMAX_PC")
+RANDOM_EFFECTS = ("PLT0", "FL", "KB")
+# max_steps 512 per segment: a typical patient needs < 250 between visits 4 weeks apart
+# (stability-bound steps of ~0.14 day); extreme proposals then fail in seconds instead of
+# running 4,096 steps in each of ~390 segments (measured: 3 min per NUTS iteration early in
+# warm-up with the default).
+FIT_SOLVER = (("atol", 1e-7), ("max_steps", 512), ("rtol", 1e-4), ("solver", "tsit5"))
+
+
+def simulated_trial(n_patients: int, seed: int):
+    from itp_pd.spec import load_spec
+    from itp_pd.structural import model_from_spec
+    from itp_pd.trial.calibration import load_calibration
+    from itp_pd.trial.dataset import simulate_trial_dataset
+    from itp_pd.trial.design import nct07057778_arms, trial_visits
+
+    typical, omega = load_calibration()
+    spec = load_spec(ROOT / "models" / "itp_v1.toml").with_values(typical, omega)
+    arms = {name: arm for name, arm in nct07057778_arms().items() if name in ("control", "combination")}
+    dataset, truth = simulate_trial_dataset(spec, model_from_spec(spec), arms, n_patients // 2, trial_visits(),
+                                            seed=seed)
+    return spec, dataset, truth
+
+
+def recipe(options, method):
+    from itp_pd.inference import FitRecipe, MapSettings, NutsSettings, SviSettings
+
+    return FitRecipe(
+        name="benchmark_itp", method=method, seed=options.seed, data_path=Path("<simulated>"), data_sha256=None,
+        spec_path=ROOT / "models" / "itp_v1.toml", estimate=ESTIMATED, random_effects=RANDOM_EFFECTS,
+        solver=FIT_SOLVER,
+        nuts=NutsSettings(chains=options.chains, warmup=options.warmup, draws=options.draws,
+                          max_tree_depth=options.max_tree_depth, init="map"),
+        svi=SviSettings(guide="lowrank", steps=options.svi_steps, learning_rate=0.01, draws=options.svi_draws),
+        map=MapSettings(steps=options.map_steps, learning_rate=0.02),
+    )
+
+
+def gradient_seconds(spec, dataset, fit_recipe, repeats):
+    """Median wall time of one log-density gradient at the prior medians (after compiling)."""
+    import jax.numpy as jnp
+    from numpyro.infer.util import log_density
+
+    from itp_pd.inference import recipe_spec, recipe_structural
+    from itp_pd.inference.samplers import _latent_values
+    from itp_pd.stats import build_model
+
+    fitted = recipe_spec(fit_recipe, spec)
+    model, _, observed = build_model(fitted, dataset, structural=recipe_structural(fit_recipe, fitted),
+                                     random_effects=RANDOM_EFFECTS)
+    obs = jnp.asarray(observed.value)
+    values = _latent_values(model, model.data, obs, jax.random.PRNGKey(0))
+    with jax.numpy_dtype_promotion("standard"):
+        gradient = jax.jit(jax.grad(lambda v: log_density(model, (), {"obs": obs}, v)[0]))
+        jax.block_until_ready(gradient(values))
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(gradient(values))
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(args=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=120)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--draws", type=int, default=500)
+    parser.add_argument("--max-tree-depth", type=int, default=10)
+    parser.add_argument("--map-steps", type=int, default=500)
+    parser.add_argument("--svi-steps", type=int, default=2000)
+    parser.add_argument("--svi-draws", type=int, default=200, help="posterior draws taken from the SVI guide")
+    parser.add_argument("--gradient-repeats", type=int, default=5)
+    parser.add_argument("--skip-nuts", action="store_true", help="time the gradient and SVI only")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fit.json")
+    options = parser.parse_args(args)
+
+    from itp_pd.inference import fit
+
+    spec, dataset, truth = simulated_trial(options.patients, options.seed)
+    figures = {"patients": options.patients, "chains": options.chains, "warmup": options.warmup,
+               "draws": options.draws, "max_tree_depth": options.max_tree_depth,
+               "estimated": list(ESTIMATED), "random_effects": list(RANDOM_EFFECTS),
+               "solver": dict(FIT_SOLVER)}
+    figures["gradient_s"] = gradient_seconds(spec, dataset, recipe(options, "svi"), options.gradient_repeats)
+    print(f"one log-density gradient, {options.patients} patients: {figures['gradient_s']:.3f} s", flush=True)
+
+    started = time.perf_counter()
+    svi = fit(recipe(options, "svi"), dataset=dataset, spec=spec)
+    figures["svi_wall_s"] = time.perf_counter() - started
+    figures["svi_run_s"] = svi.diagnostics["run_s"]
+    figures["svi_means"] = svi.summary["mean"].to_dict()
+    figures["svi_solver_failures"] = svi.diagnostics["solver_failures"]
+    figures["device"] = svi.diagnostics["device"]
+    figures["environment"] = environment()
+    write_figures(figures, options.out)  # kept if NUTS is interrupted
+
+    if not options.skip_nuts:
+        started = time.perf_counter()
+        nuts = fit(recipe(options, "nuts"), dataset=dataset, spec=spec)
+        figures["nuts_wall_s"] = time.perf_counter() - started
+        d = nuts.diagnostics
+        figures.update(compile_s=d["compile_s"], nuts_sampling_s=d["run_s"], min_bulk_ess_per_s=d["min_bulk_ess_per_s"],
+                       max_rhat=d["max_rhat"], divergences=d["divergences"], solver_failures=d["solver_failures"],
+                       mean_leapfrog_steps=float(nuts.draws.sample_stats["n_steps"].mean()),
+                       nuts_means=nuts.summary["mean"].to_dict())
+        relative = (svi.summary["mean"] - nuts.summary["mean"]).abs() / nuts.summary["mean"].abs()
+        figures["svi_max_rel_diff_means"] = float(relative.max())
+        write_figures(figures, options.out)
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)
+    main()
