@@ -95,7 +95,7 @@ def summary_table(idata: az.InferenceData) -> pd.DataFrame:
     posterior = idata.posterior
     names = population_sites(posterior.data_vars)
     rows = []
-    diagnostics = az.summary(idata, var_names=names, kind="diagnostics") if posterior.sizes["draw"] > 1 else None
+    diagnostics = az.summary(idata, var_names=names, kind="diagnostics", round_to="none") if posterior.sizes["draw"] > 1 else None
     for name in names:
         values = posterior[name].values.reshape(-1)
         row = {"parameter": name, "mean": values.mean(), "sd": values.std(ddof=1) if values.size > 1 else np.nan,
