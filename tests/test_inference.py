@@ -151,17 +151,20 @@ def test_a_short_nuts_fit_records_its_sampler_statistics(tmp_path):
 def test_map_and_svi_land_near_the_nuts_posterior_means(tmp_path):
     """40 patients. Tolerance: each population mean within 1.5 NUTS posterior sds, because MAP
     and SVI approximate the posterior by its mode or a Gaussian, and the mode and mean of a
-    skewed marginal differ by a fraction of an sd. MAP's IIV sds are excluded: the joint mode of
-    a non-centred hierarchy lies at larger omegas with shrunken z (measured omega_CL 0.98
-    against a posterior mean of 0.31), which is why NUTS, not MAP, reports them."""
+    skewed marginal differ by a fraction of an sd. For MAP only the typical values are compared:
+    the joint mode of a hierarchy is not the marginal mode of its variance parameters (measured
+    here: omega_CL 0.98 against a posterior mean of 0.31, sigma_CP 0.086 against 0.102, 3 sd),
+    which is why NUTS or SVI, not MAP, reports them."""
     path = write_recipe(tmp_path, n_patients=40, seed=1)
     recipe = load_recipe(path)
-    nuts = fit(dataclasses.replace(recipe, method="nuts"), progress=False)
+    # The example recipe's NUTS settings (R-hat 1.003 there); 2 × (150 + 150) gave R-hat 1.03.
+    settings = dataclasses.replace(recipe.nuts, chains=4, warmup=500, draws=500)
+    nuts = fit(dataclasses.replace(recipe, method="nuts", nuts=settings), progress=False)
     assert nuts.diagnostics["divergences"] == 0 and nuts.diagnostics["max_rhat"] <= 1.01
     for method in ("svi", "map"):
         other = fit(dataclasses.replace(recipe, method=method), progress=False)
         for name, row in nuts.summary.iterrows():
-            if method == "map" and name.startswith("omega_"):
+            if method == "map" and not name.startswith("pop_"):
                 continue
             gap = abs(other.summary.loc[name, "mean"] - row["mean"]) / row["sd"]
             assert gap <= 1.5, (method, name, gap)
