@@ -26,7 +26,6 @@ the log density (median of repeats), the unit every method pays for.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import arviz as az
-import jax
 import numpy as np
 import pytest
 

@@ -266,7 +266,6 @@ def build_model(
     structural = structural or model_from_spec(spec)
     default_data, population, observed = model_data(spec, dataset, structural)
     present = _present_outputs(spec, structural, observed)
-    n = population.n_patients
 
     with_iiv = [p.name for p in spec.parameters if p.iiv is not None]
     etas = with_iiv if random_effects is None else list(random_effects)
