@@ -44,7 +44,7 @@ from .observed import ObservedData, observed_data
 from .residual import ResidualError, residual_sd
 
 
-def _sigma_sites(observation):
+def sigma_sites(observation):
     """``(field, site name, value, prior)`` for each sigma of an observation."""
     single = len(observation.sigmas) == 1
     for field, value, prior in observation.sigmas:
@@ -207,7 +207,7 @@ class HierarchicalModel:
         for o in self.observations:
             sigmas = {
                 name_field: numpyro.sample(name, prior.to_numpyro()) if prior is not None else value
-                for name_field, name, value, prior in _sigma_sites(o)
+                for name_field, name, value, prior in sigma_sites(o)
             }
             rows = data["is_data"] & (data["output"] == o.dvid - 1)
             sd = jnp.where(rows, residual_sd(o.error, jnp.where(rows, prediction, 1.0), **sigmas), sd)

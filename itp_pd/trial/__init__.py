@@ -1,7 +1,7 @@
-"""Trial layer: response endpoints (OR, CR, SR, time to response, relapse) from platelet series,
-measured with the spec's residual error.
+"""Trial layer: response endpoints, named regimens, virtual trials from a prior or a posterior,
+comparisons between arms, power, and individual forecasts.
 
-Units: time in days (day 0 = first treatment), platelets in 10⁹/L.
+Units: time in days (day 0 = first treatment), platelets in 10⁹/L, doses in mg (or mg/m²).
 """
 
 from itp_pd.trial.endpoints import (
@@ -11,14 +11,42 @@ from itp_pd.trial.endpoints import (
     relapsed_by,
     summarise,
 )
+from itp_pd.trial.forecast import Forecast, forecast_patient
 from itp_pd.trial.measurement import measured_endpoints, simulate_measurements
+from itp_pd.trial.population import (
+    PopulationDraws,
+    fitted_population,
+    posterior_population,
+    prior_population,
+)
+from itp_pd.trial.power import PowerResult, trial_power
+from itp_pd.trial.regimens import ARMS, REGIMENS, iguratimod, load_regimens, make_arm, rituximab
+from itp_pd.trial.virtual_trial import TrialDesign, TrialResult, compare, simulate_trial
 
 __all__ = [
+    "ARMS",
+    "REGIMENS",
     "EndpointInputError",
     "Endpoints",
+    "Forecast",
+    "PopulationDraws",
+    "PowerResult",
+    "TrialDesign",
+    "TrialResult",
+    "compare",
     "compute_endpoints",
+    "fitted_population",
+    "forecast_patient",
+    "iguratimod",
+    "load_regimens",
+    "make_arm",
     "measured_endpoints",
+    "posterior_population",
+    "prior_population",
     "relapsed_by",
+    "rituximab",
     "simulate_measurements",
+    "simulate_trial",
     "summarise",
+    "trial_power",
 ]

@@ -26,6 +26,9 @@ def sample_patients(
     seed: int,
     typical: Mapping[str, float] | None = None,
     omega: Mapping[str, float] | None = None,
+    exponents: Mapping[str, Mapping[str, float]] | None = None,
+    covariates: Mapping[str, np.ndarray] | None = None,
+    entry_platelets: float | None = ENTRY_PLATELETS,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Draw ``n_patients`` virtual patients.
 
@@ -35,6 +38,13 @@ def sample_patients(
         seed: seed of the numpy generator (the draws are reproducible).
         typical: overrides of typical values (same units as the spec).
         omega: overrides of IIV sds (on the parameter's IIV scale).
+        exponents: parameter → {covariate: exponent}, overriding the spec's covariate
+            exponents (a posterior's ``beta_<P>_<COV>`` draws).
+        covariates: covariate name → ``(n_patients,)`` values (BSA in m², AGE in years) to use
+            instead of drawing BSA; must hold BSA.
+        entry_platelets: eligibility limit of the baseline count (10⁹/L, exclusive): baselines
+            at or above it are redrawn (a trial population); None for one known patient, whose
+            data decide.
 
     Returns:
         ``(params, bsa)``: parameter name → ``(n_patients,)`` array, and BSA (m²).
@@ -42,23 +52,33 @@ def sample_patients(
     rng = np.random.default_rng(seed)
     typical = {**spec.typical_values(), **(typical or {})}
     omega = dict(omega or {})
-    bsa = np.clip(rng.normal(BSA_MEAN, BSA_SD, n_patients), *BSA_RANGE)
+    exponents = dict(exponents or {})
+    if covariates is None:
+        covariates = {"BSA": np.clip(rng.normal(BSA_MEAN, BSA_SD, n_patients), *BSA_RANGE)}
+    needed = sorted({e.covariate for p in spec.parameters for e in p.covariates} - set(covariates))
+    if needed:
+        raise ValueError(f"spec {spec.name} needs covariates {needed} for its virtual patients; "
+                         f"received {sorted(covariates)}. Pass them in covariates=.")
     params = {}
     for parameter in spec.parameters:
         sd = omega.get(parameter.name, parameter.iiv.sd if parameter.iiv else 0.0)
         eta = sd * rng.standard_normal(n_patients)
-        if parameter.name == "PLT0":
-            eta = _eligible_baseline(rng, typical["PLT0"], sd, eta)
-        covariates = {"BSA": bsa} if parameter.covariates else {}
+        if parameter.name == "PLT0" and entry_platelets is not None:
+            eta = _eligible_baseline(rng, typical["PLT0"], sd, eta, entry_platelets)
+        used = {e.covariate: covariates[e.covariate] for e in parameter.covariates}
         params[parameter.name] = np.asarray(
-            individual_value(parameter, typical[parameter.name], eta, covariates), dtype=float
+            individual_value(parameter, typical[parameter.name], eta, used,
+                             exponents=exponents.get(parameter.name)), dtype=float
         )
-    return params, bsa
+    return params, np.asarray(covariates["BSA"], dtype=float)
 
 
-def _eligible_baseline(rng, typical, sd, eta):
+def _eligible_baseline(rng, typical, sd, eta, limit=ENTRY_PLATELETS):
     """Redraw η of baselines at or above the entry limit until every patient is eligible."""
+    if typical * np.exp(-6.0 * sd) >= limit:
+        raise ValueError(f"a typical baseline of {typical:g} with sd {sd:g} leaves almost nobody below the "
+                         f"entry limit {limit:g}; lower PLT0 or raise the limit")
     eta = eta.copy()
-    while (ineligible := typical * np.exp(eta) >= ENTRY_PLATELETS).any():
+    while (ineligible := typical * np.exp(eta) >= limit).any():
         eta[ineligible] = sd * rng.standard_normal(ineligible.sum())
     return eta
