@@ -51,3 +51,35 @@ def test_simulate_pk_trial_example_writes_a_dataset_that_reads_back(tmp_path):
     assert len(dataset.patients()) == 3
     measured = dataset.table[(dataset.table["EVID"] == 0)]
     assert len(measured) == 3 * 7 and (measured["DV"] > 0).all()
+
+
+def test_virtual_trial_example_writes_tables_and_figures(tmp_path):
+    import json
+
+    import pandas as pd
+
+    result, power = _load("virtual_trial").main(
+        ["--draws", "2", "--patients", "20", "--weeks", "16", "--arms", "control", "combination (iguratimod 12 weeks)",
+         "--out", str(tmp_path)])
+    for name in ("response_over_time.png", "trajectories.png", "power_curve.png"):
+        assert (tmp_path / name).stat().st_size > 10_000, name
+    endpoints = pd.read_csv(tmp_path / "endpoints.csv")
+    assert len(endpoints) == 2 * 2 and (endpoints["solver_failures"] == 0).all()
+    comparison = pd.read_csv(tmp_path / "comparison.csv")
+    assert set(comparison["endpoint"]) >= {"overall_response", "relapse_by_12_months"}
+    saved = json.loads((tmp_path / "power.json").read_text())
+    assert saved["patients_per_arm"] == 60 and 0.0 <= saved["power"] <= 1.0
+    assert power.power == saved["power"]
+
+
+def test_forecast_patient_example_writes_its_forecast(tmp_path):
+    import pandas as pd
+
+    forecast = _load("forecast_patient").main(
+        ["--weeks-observed", "3", "--draws", "2", "--candidates", "300", "--samples", "50", "--weeks", "16",
+         "--arms", "control", "--out", str(tmp_path)])
+    assert (tmp_path / "forecast.png").stat().st_size > 10_000
+    assert (tmp_path / "patient.csv").exists()
+    table = pd.read_csv(tmp_path / "forecast.csv")
+    assert list(table["arm"]) == ["control"] and table["overall_response"].between(0, 1).all()
+    assert forecast.ess > 1

@@ -69,8 +69,8 @@ class Forecast:
 def _patient_rows(dataset: Dataset, patient_id) -> Dataset:
     ids = dataset.patients()
     if patient_id not in ids:
-        raise DatasetError(f"patient ID {patient_id!r} is not in the dataset; its IDs are "
-                           f"{', '.join(f'{i:g}' for i in ids[:20])}{' ...' if len(ids) > 20 else ''}")
+        raise DatasetError([f"patient ID {patient_id!r} is not in the dataset; its IDs are "
+                            f"{', '.join(f'{i:g}' for i in ids[:20])}{' ...' if len(ids) > 20 else ''}"])
     mine = (dataset.table["ID"] == patient_id).to_numpy()
     table = dataset.table[mine].reset_index(drop=True)
     return Dataset(table, dataset.units, dataset.covariates, np.asarray(dataset.source_rows)[mine])
@@ -156,12 +156,12 @@ def forecast_patient(
     structural = trial_structural(source.spec, structural)
     patient = _patient_rows(dataset, patient_id)
     if patient.observations().empty:
-        raise DatasetError(f"patient {patient_id:g} has no observed counts (EVID 0, MDV 0) to condition on")
+        raise DatasetError([f"patient {patient_id:g} has no observed counts (EVID 0, MDV 0) to condition on"])
     needed = sorted({e.covariate for p in source.spec.parameters for e in p.covariates})
     missing = [c for c in needed if c not in patient.table]
     if missing:
-        raise DatasetError(f"patient {patient_id:g}: the spec needs covariates {missing}; add "
-                           f"{'a column' if len(missing) == 1 else 'columns'} {', '.join(missing)} to the dataset")
+        raise DatasetError([f"patient {patient_id:g}: the spec needs covariates {missing}; add "
+                            f"{'a column' if len(missing) == 1 else 'columns'} {', '.join(missing)} to the dataset"])
     covariates = {c: float(patient.table[c].iloc[0]) for c in needed}
     covariates.setdefault("BSA", float(patient.table["BSA"].iloc[0]) if "BSA" in patient.table else np.nan)
     hierarchical, population, observed = build_model(source.spec, patient, structural=structural)
@@ -178,8 +178,8 @@ def forecast_patient(
             break
         n *= 2
     if ess == 0.0:
-        raise DatasetError(f"patient {patient_id:g}: no candidate could be solved or explain the counts; "
-                           "check the patient's units and doses")
+        raise DatasetError([f"patient {patient_id:g}: no candidate could be solved or explain the counts; "
+                            "check the patient's units and doses"])
     rng = np.random.default_rng([seed, 1])
     # Systematic resampling: lower variance than multinomial for the same weights.
     positions = (rng.random() + np.arange(n_samples)) / n_samples
