@@ -46,6 +46,8 @@ def plot(forecast, path):
     for level in (30.0, 100.0):
         ax.axhline(level, color="grey", linestyle="--", linewidth=0.8)
     ax.set_yscale("log")
+    ax.set_yticks([10, 20, 30, 50, 100, 200], labels=["10", "20", "30", "50", "100", "200"])
+    ax.minorticks_off()
     ax.set_xlabel("weeks since first treatment")
     ax.set_ylabel("platelets (10⁹/L)")
     ax.set_title(f"Patient {forecast.patient_id:g}: posterior median, 50% and 90% bands per arm "
@@ -69,10 +71,15 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--weeks", type=float, default=52.0, help="forecast horizon (weeks)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-cache", action="store_true", help="do not keep compiled programs on disk")
     parser.add_argument("--out", type=Path, default=Path("out/forecast"))
     args = parser.parse_args(argv)
 
     jax.config.update("jax_enable_x64", True)  # entry points choose float64, not the library
+    from itp_pd.runtime import enable_compilation_cache
+
+    if not args.no_cache:
+        enable_compilation_cache()  # a second run skips compiling the ITP program
     from itp_pd.data import read_nonmem, write_nonmem
     from itp_pd.structural import model_from_spec
     from itp_pd.trial import TrialDesign, fitted_population, forecast_patient, make_arm, prior_population

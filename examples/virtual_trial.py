@@ -77,6 +77,8 @@ def plot_trajectories(result, path):
         for level in (30.0, 100.0):
             ax.axhline(level, color="grey", linestyle="--", linewidth=0.8)
         ax.set_yscale("log")
+        ax.set_yticks([10, 20, 30, 50, 100, 200], labels=["10", "20", "30", "50", "100", "200"])
+        ax.minorticks_off()
         ax.set_title(arm, fontsize=9)
         ax.set_xlabel("weeks")
     axes[0][0].set_ylabel("predicted platelets (10⁹/L)")

@@ -302,3 +302,21 @@ def test_population_records_missing_bsa_names_patient_and_dose():
 def test_population_records_rejects_bad_patient_tables(patients, message):
     with pytest.raises(RegimenError, match=message):
         population_records(Arm("a", (Regimen("r", (Bolus(1, 1),)),)), patients, [0.0])
+
+
+def test_population_records_unexpanded_equal_expanded_after_addl_expansion():
+    from itp_pd.data import Dataset, expand_addl
+
+    arm = Arm("arm", (Regimen("rituximab", (weekly(Infusion(100.0, "rituximab_central", duration_h=4), count=3),)),
+                      Regimen("iguratimod", (every(Oral(25, "iguratimod_depot"), hours=12, count=5),))))
+    patients = pd.DataFrame({"ID": [1, 2], "BSA": [1.6, 1.9]})
+    kwargs = dict(compartments=COMPARTMENTS, dvids=(1,))
+    short = population_records(arm, patients, [0.0, 3.0, 14.0], expand=False, **kwargs)
+    full = population_records(arm, patients, [0.0, 3.0, 14.0], **kwargs)
+    assert len(short) == 2 * (3 + 2) and short.loc[short["EVID"] == 1, "ADDL"].tolist() == [2, 4, 2, 4]
+    expanded = expand_addl(Dataset.from_table(short)).table
+    key = ["ID", "TIME", "EVID", "CMT"]
+    columns = ["ID", "TIME", "EVID", "AMT", "CMT", "RATE", "DVID"]
+    pd.testing.assert_frame_equal(expanded.sort_values(key, kind="stable")[columns].reset_index(drop=True),
+                                  Dataset.from_table(full).table.sort_values(key, kind="stable")[columns]
+                                  .reset_index(drop=True), check_dtype=False)

@@ -77,7 +77,7 @@ def test_forecast_patient_example_writes_its_forecast(tmp_path):
 
     forecast = _load("forecast_patient").main(
         ["--weeks-observed", "3", "--draws", "2", "--candidates", "300", "--samples", "50", "--weeks", "16",
-         "--arms", "control", "--out", str(tmp_path)])
+         "--arms", "control", "--no-cache", "--out", str(tmp_path)])
     assert (tmp_path / "forecast.png").stat().st_size > 10_000
     assert (tmp_path / "patient.csv").exists()
     table = pd.read_csv(tmp_path / "forecast.csv")

@@ -182,3 +182,20 @@ def test_a_model_that_cannot_be_solved_at_the_start_says_what_to_check(tmp_path)
     path.write_text(path.read_text().replace(load_recipe(path, check_data=False).data_sha256, file_sha256(data)))
     with pytest.raises(SolverError, match="no starting point.*doses and units"):
         fit(path, progress=False)
+
+
+def test_recipe_values_file_replaces_the_spec_values_and_is_recorded(tmp_path):
+    from itp_pd.inference import recipe_spec
+    from itp_pd.inference.artefacts import manifest
+
+    path = write_recipe(tmp_path)
+    (tmp_path / "values.toml").write_text("[typical]\nQ = 0.9\n\n[omega]\nCL = 0.25\n")
+    path.write_text(path.read_text().replace("[model]\n", '[model]\nvalues = "values.toml"\n'))
+    recipe = load_recipe(path)
+    spec = recipe_spec(recipe)
+    assert spec.parameter("Q").value == 0.9 and spec.parameter("CL").iiv.sd == 0.25
+    record = manifest(recipe, spec, seed=0)
+    assert record["values"].endswith("values.toml") and record["values_sha256"] == file_sha256(tmp_path / "values.toml")
+    path.write_text(path.read_text().replace('values = "values.toml"', 'values = "missing.toml"'))
+    with pytest.raises(SpecError, match="model.values"):
+        load_recipe(path)

@@ -303,7 +303,7 @@ def _check_patients(patients) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def population_records(arm, patients: pd.DataFrame, observation_times, *,
                        compartments: Mapping[str, int] | None = None,
-                       dvids: Sequence[int] = (1,)) -> pd.DataFrame:
+                       dvids: Sequence[int] = (1,), expand: bool = True) -> pd.DataFrame:
     """Dose and observation-request records for many patients on one arm.
 
     Rows are sorted by ID, then TIME; at equal TIME observation rows (in `dvids` order)
@@ -318,6 +318,8 @@ def population_records(arm, patients: pd.DataFrame, observation_times, *,
         observation_times: times (day) at which each output in `dvids` is requested.
         compartments: compartment name → NONMEM CMT, for doses whose cmt is a name.
         dvids: model outputs (DVID, int ≥ 1) requested at each observation time.
+        expand: True: one row per dose. False: each Repeat is one row with ADDL = count − 1
+            and II = interval (day), as a site would write it (much shorter files).
 
     Returns:
         DataFrame with RECORD_COLUMNS (float64) followed by the covariate columns.
@@ -328,7 +330,7 @@ def population_records(arm, patients: pd.DataFrame, observation_times, *,
         dvids = (dvids,)
     outputs = np.array([_check_dvid(d, owner) for d in dvids], dtype=np.float64)
     times = _check_times(observation_times, owner)
-    doses = _dose_rows(arm, compartments, True, 0.0)
+    doses = _dose_rows(arm, compartments, bool(expand), 0.0)
     _check_bsa_available(doses, bsa, who)
     amount, rate = _amount_and_rate(doses, bsa)          # (n_patients, n_doses)
 
@@ -356,8 +358,8 @@ def population_records(arm, patients: pd.DataFrame, observation_times, *,
         "AMT": per_patient(0.0, amount),
         "CMT": per_patient(0.0, doses.cmt),
         "RATE": per_patient(0.0, rate),
-        "II": np.zeros((ids.size, n_rows)),
-        "ADDL": np.zeros((ids.size, n_rows)),
+        "II": per_patient(0.0, doses.ii),
+        "ADDL": per_patient(0.0, doses.addl),
         "MDV": np.ones((ids.size, n_rows)),
         "DV": np.full((ids.size, n_rows), np.nan),
         "DVID": per_patient(np.tile(outputs, times.size), np.ones(n_doses)),

@@ -35,6 +35,8 @@ import jax
 import numpy as np
 import pandas as pd
 
+from .recipe import file_sha256
+
 POPULATION_PREFIXES = ("pop_", "omega_", "beta_", "sigma_")
 PACKAGES = ("itp-pd", "jax", "jaxlib", "diffrax", "equinox", "numpyro", "optax", "arviz", "numpy", "pandas")
 
@@ -154,6 +156,8 @@ def manifest(recipe, spec, *, seed: int) -> dict:
         "data_sha256": recipe.data_sha256,
         "spec": str(spec.path),
         "spec_sha256": spec.sha256,
+        "values": str(recipe.values_path) if recipe.values_path else None,
+        "values_sha256": file_sha256(recipe.values_path) if recipe.values_path else None,
         "method": recipe.method,
         "seed": seed,
         "command_line": sys.argv,

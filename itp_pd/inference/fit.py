@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import pandas as pd
 
 from ..data import read_nonmem
-from ..spec import load_spec
+from ..spec import load_spec, read_values
 from ..stats.model import SOLVER_FAILURES, build_model
 from ..structural import SolverConfig, model_from_spec
 from .artefacts import diagnostics, manifest, summary_table, to_inference_data, write_fit
@@ -37,8 +37,11 @@ class FitResult:
 
 
 def recipe_spec(recipe: FitRecipe, spec=None):
-    """The recipe's model spec (or ``spec``), with its ``estimate`` list applied (all others fixed)."""
+    """The recipe's model spec (or ``spec``), with its ``values`` file and ``estimate`` list
+    applied (all others fixed)."""
     spec = load_spec(recipe.spec_path) if spec is None else spec
+    if recipe.values_path is not None:
+        spec = spec.with_values(*read_values(recipe.values_path))
     if recipe.estimate is None:
         return spec
     others = [p.name for p in spec.parameters if p.estimate and p.name not in recipe.estimate]

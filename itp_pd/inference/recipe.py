@@ -18,6 +18,7 @@ Format (paths are relative to the recipe file)::
 
     [model]
     spec = "../models/pk_2cmt_iv.toml"
+    values = "itp_v1_calibration.toml"  # optional: [typical] and [omega] replacing the spec's
     estimate = ["CL", "V1"]       # optional: exactly these are estimated (others fixed)
     random_effects = ["CL", "V1"] # optional: default every parameter with IIV
     correlated = ["CL", "V1"]     # optional: one block of correlated etas (LKJ prior)
@@ -92,6 +93,7 @@ class FitRecipe:
     data_sha256: str
     spec_path: Path
     estimate: tuple[str, ...] | None = None
+    values_path: Path | None = None
     random_effects: tuple[str, ...] | None = None
     correlated: tuple[str, ...] = ()
     solver: tuple[tuple[str, object], ...] = ()
@@ -120,7 +122,7 @@ def file_sha256(path: str | Path) -> str:
 _SECTIONS = {
     "fit": {"name", "method", "seed"},
     "data": {"path", "sha256"},
-    "model": {"spec", "estimate", "random_effects", "correlated", "solver"},
+    "model": {"spec", "values", "estimate", "random_effects", "correlated", "solver"},
     "nuts": set(NutsSettings.__dataclass_fields__),
     "svi": set(SviSettings.__dataclass_fields__),
     "map": set(MapSettings.__dataclass_fields__),
@@ -238,6 +240,15 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
         problems.add("model.spec", repr(model.get("spec")), "the model spec TOML, relative to the recipe", "add it")
     else:
         spec_path = (path.parent / model["spec"]).resolve()
+    values_path = None
+    if "values" in model:
+        if not isinstance(model["values"], str):
+            problems.add("model.values", repr(model["values"]), "a TOML file of [typical] and [omega] values, "
+                         "relative to the recipe", 'write e.g. values = "itp_v1_calibration.toml"')
+        else:
+            values_path = (path.parent / model["values"]).resolve()
+            if not values_path.is_file():
+                problems.add("model.values", str(values_path), "an existing file", "check the path (relative to the recipe)")
 
     solver = model.get("solver", {})
     if not isinstance(solver, dict):
@@ -260,7 +271,7 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
     problems.raise_if_any()
     return FitRecipe(
         name=name, method=method, seed=seed, data_path=data_path, data_sha256=declared, spec_path=spec_path,
-        estimate=estimate, random_effects=random_effects, correlated=correlated,
+        values_path=values_path, estimate=estimate, random_effects=random_effects, correlated=correlated,
         solver=tuple(sorted(solver.items())), nuts=nuts, svi=svi, map=map_settings,
         path=path, sha256=hashlib.sha256(raw).hexdigest(),
     )

@@ -63,7 +63,7 @@ Rules
 
 from ._problems import SpecProblem
 from .individual import covariate_factor, individual_value
-from .load import load_spec
+from .load import load_spec, read_values
 from .model import (
     COVARIATE_FORMS,
     ERROR_MODELS,
@@ -77,6 +77,7 @@ from .model import (
 from .priors import DISTRIBUTIONS, Prior
 
 __all__ = [
+    "read_values",
     "COVARIATE_FORMS",
     "DISTRIBUTIONS",
     "ERROR_MODELS",

@@ -82,6 +82,35 @@ def load_spec(path: str | Path, *, structural_keys: Collection[str] | None = Non
 # --- generic checks ---------------------------------------------------------------------
 
 
+def read_values(path: str | Path) -> tuple[dict[str, float], dict[str, float]]:
+    """``(typical, omega)`` from a values file: ``[typical]`` and ``[omega]`` tables of numbers
+    (a calibration's output, e.g. ``fits/itp_v1_calibration.toml``), for ``ModelSpec.with_values``.
+
+    Raises:
+        SpecError: the file is missing, not TOML, or holds anything but those two tables of numbers.
+    """
+    path = Path(path)
+    problems = Problems(str(path))
+    if not path.is_file():
+        problems.add("<file>", "nothing", "a TOML file with [typical] and [omega] tables", "check the path")
+        problems.raise_if_any()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        problems.add("<file>", f"invalid TOML ({error})", "a TOML file", "fix the syntax")
+        problems.raise_if_any()
+    tables = {}
+    for key, table in data.items():
+        if key not in ("typical", "omega"):
+            problems.add(key, "an unknown table", "[typical] or [omega]", "remove it" + suggestion(key, ("typical", "omega")))
+        elif not isinstance(table, dict) or not all(is_number(v) for v in table.values()):
+            problems.add(key, found(table), "a table of parameter = number", "write e.g. FL = 0.1")
+        else:
+            tables[key] = {name: float(value) for name, value in table.items()}
+    problems.raise_if_any()
+    return tables.get("typical", {}), tables.get("omega", {})
+
+
 def _table(value: object, field: str, problems: Problems, what: str) -> dict | None:
     if isinstance(value, dict):
         return value

@@ -105,15 +105,18 @@ def _covariate_columns(spec, dataset) -> dict[str, np.ndarray]:
     return {c: available[c] for c, _ in needed}
 
 
-def model_data(spec, dataset: Dataset, structural) -> tuple[dict, Population, ObservedData]:
+def model_data(spec, dataset: Dataset, structural, *, sizes=None) -> tuple[dict, Population, ObservedData]:
     """The arrays a model function reads: event grids, observations and covariates.
+
+    ``sizes``: padded ``(n_events, n_segments, n_obs)`` to force (``population_from_dataset``),
+    so that other programs of the same shapes can share one compilation.
 
     Returns:
         ``(data, population, observed)``: ``data`` is a pytree of arrays (``grid``,
         ``is_data``, ``output``, ``censored``, ``lloq``, ``covariates``) to pass as
         ``model(obs, data=data)``; datasets with the same padded shapes give the same shapes.
     """
-    population = population_from_dataset(dataset, structural)
+    population = population_from_dataset(dataset, structural, sizes=sizes)
     observed = observed_data(dataset, population)
     data = {
         "grid": population.grid,
@@ -243,6 +246,7 @@ def build_model(
     random_effects: Collection[str] | None = None,
     correlated: Sequence[str] = (),
     chunk_size: int | None = None,
+    sizes: tuple[int, int, int] | None = None,
 ):
     """The NumPyro model of ``dataset`` under ``spec``.
 
@@ -255,6 +259,7 @@ def build_model(
         correlated: random effects whose etas are correlated (one block, LKJ prior on the
             correlation); the others are independent.
         chunk_size: passed to ``simulate_population``.
+        sizes: padded ``(n_events, n_segments, n_obs)`` to force (default: bucketed to fit).
 
     Returns:
         ``(model, population, observed)``: the ``HierarchicalModel`` ``model(obs=None, data=None)``
@@ -264,7 +269,7 @@ def build_model(
         structure only, so passing ``data`` as an argument reuses the compiled program.
     """
     structural = structural or model_from_spec(spec)
-    default_data, population, observed = model_data(spec, dataset, structural)
+    default_data, population, observed = model_data(spec, dataset, structural, sizes=sizes)
     present = _present_outputs(spec, structural, observed)
 
     with_iiv = [p.name for p in spec.parameters if p.iiv is not None]

@@ -18,12 +18,12 @@ iguratimod effect) are checks of the spec's priors, not fitted.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..spec import read_values
 from ..structural import model_from_spec
 from .design import nct07057778_arms, trial_visits
 from .measurement import measured_endpoints
@@ -64,8 +64,7 @@ def load_calibration(path: Path = CALIBRATION_FILE) -> tuple[dict, dict]:
     """``(typical, omega)`` overrides from a calibration file (empty if there is none)."""
     if not Path(path).exists():
         return {}, {}
-    data = tomllib.loads(Path(path).read_text())
-    return dict(data.get("typical", {})), dict(data.get("omega", {}))
+    return read_values(path)
 
 
 def calibrated_population(spec, n_patients, *, seed, calibration: Path = CALIBRATION_FILE):

@@ -32,6 +32,7 @@ def simulate_trial_dataset(
     outputs: Sequence[str] = ("PLT",),
     typical: Mapping[str, float] | None = None,
     omega: Mapping[str, float] | None = None,
+    expand_doses: bool = True,
 ) -> tuple[Dataset, dict[str, np.ndarray]]:
     """A measured trial: ``n_per_arm`` patients on each arm, sampled at ``visits``.
 
@@ -48,6 +49,8 @@ def simulate_trial_dataset(
         seed: seed of the patients and of the measurement error.
         outputs: model outputs that are measured (names in ``model.outputs``).
         typical, omega: overrides of population values and IIV sds (as ``sample_patients``).
+        expand_doses: one row per dose (True), or each repeated dose as one row with ADDL/II
+            (False: 26 weeks of twice-daily iguratimod is 1 row, not 364).
 
     Returns:
         ``(dataset, truth)``: the checked dataset (internal units) and each patient's true
@@ -64,7 +67,8 @@ def simulate_trial_dataset(
         ids = np.arange(index * n_per_arm, (index + 1) * n_per_arm) + 1
         patients = pd.DataFrame({"ID": ids, "BSA": bsa[ids - 1], "ARM": float(index)})
         tables.append(population_records(arm, patients, np.asarray(visits, dtype=float),
-                                         compartments=model.compartment_map(), dvids=dvids))
+                                         compartments=model.compartment_map(), dvids=dvids,
+                                         expand=expand_doses))
     records = pd.concat(tables, ignore_index=True)
     dataset = Dataset.from_table(records)
     population = population_from_dataset(dataset, model)

@@ -30,14 +30,22 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
-from ..engine import simulate_population
+from ..engine import population_from_dataset, simulate_population
 from ..errors import DatasetError
 from ..stats.model import build_model
 from ..stats.residual import residual_sd
 from .endpoints import compute_endpoints, relapsed_by
 from .measurement import simulate_measurements
 from .population import PopulationDraws, _key_seed
-from .virtual_trial import TWELVE_MONTHS, ArmTemplate, TrialDesign, as_arms, repeat_patient, trial_structural
+from .virtual_trial import (
+    TWELVE_MONTHS,
+    TrialDesign,
+    arm_templates,
+    as_arms,
+    grid_sizes,
+    repeat_patient,
+    trial_structural,
+)
 from .virtual_population import sample_patients
 
 
@@ -93,16 +101,24 @@ def _candidates(source: PopulationDraws, n: int, covariates: dict, seed: int):
     return {k: np.concatenate([p[k] for p in params]) for k in params[0]}, np.concatenate(draws)
 
 
-def _log_likelihood(source, hierarchical, observed, structural, population, params, draws):
+def _log_likelihood(source, hierarchical, observed, structural, population, params, draws, batch):
     """Log-likelihood of the patient's data under each candidate, ``(n,)``; −inf if unsolved.
 
     The fit's own observation distribution (``HierarchicalModel.observation_distribution``:
-    residual error, M3 for BLQ rows, padding masked), broadcast over the candidates.
+    residual error, M3 for BLQ rows, padding masked), broadcast over the candidates. The
+    candidates are simulated ``batch`` at a time: the forecasts' batch size, so one compiled
+    program serves both.
     """
-    result = simulate_population(structural, {k: jnp.asarray(v) for k, v in params.items()},
-                                 repeat_patient(population, len(draws)))
-    solved = np.asarray(result.status) == 0
-    prediction = np.where(solved[:, None], np.asarray(result.predictions), 1.0)
+    predictions, status = [], []
+    for start in range(0, len(draws), batch):
+        index = np.minimum(np.arange(start, start + batch), len(draws) - 1)
+        result = simulate_population(structural, {k: jnp.asarray(v[index]) for k, v in params.items()},
+                                     repeat_patient(population, batch))
+        keep = min(batch, len(draws) - start)
+        predictions.append(np.asarray(result.predictions)[:keep])
+        status.append(np.asarray(result.status)[:keep])
+    solved = np.concatenate(status) == 0
+    prediction = np.where(solved[:, None], np.concatenate(predictions), 1.0)
     data = hierarchical.data
     sd = np.ones_like(prediction)
     for o in hierarchical.observations:
@@ -164,13 +180,19 @@ def forecast_patient(
                             f"{'a column' if len(missing) == 1 else 'columns'} {', '.join(missing)} to the dataset"])
     covariates = {c: float(patient.table[c].iloc[0]) for c in needed}
     covariates.setdefault("BSA", float(patient.table["BSA"].iloc[0]) if "BSA" in patient.table else np.nan)
-    hierarchical, population, observed = build_model(source.spec, patient, structural=structural)
+    # Every simulation below (the patient's history, each arm) gets the same padded sizes and
+    # batch, so the whole forecast compiles one program.
+    visits = design.visit_days()
+    history_sizes = grid_sizes(population_from_dataset(patient, structural))
+    templates = arm_templates(structural, arms, visits, at_least=history_sizes)
+    sizes = next(iter(templates.values())).sizes if templates else history_sizes
+    hierarchical, population, observed = build_model(source.spec, patient, structural=structural, sizes=sizes)
     seed = _key_seed(key)
 
     n = n_candidates
     while True:
         params, draws = _candidates(source, n, covariates, seed)
-        loglik = _log_likelihood(source, hierarchical, observed, structural, population, params, draws)
+        loglik = _log_likelihood(source, hierarchical, observed, structural, population, params, draws, n_samples)
         finite = np.isfinite(loglik)
         weights = np.exp(loglik - loglik[finite].max()) if finite.any() else np.zeros_like(loglik)
         ess = float(weights.sum() ** 2 / np.sum(weights**2)) if weights.sum() > 0 else 0.0
@@ -187,11 +209,9 @@ def forecast_patient(
     samples = {k: v[chosen] for k, v in params.items()}
     sample_draws = draws[chosen]
 
-    visits = design.visit_days()
     bsa = np.full(n_samples, covariates["BSA"] if np.isfinite(covariates["BSA"]) else 1.8)
     rows, platelets = [], {}
-    for name, arm in arms.items():
-        template = ArmTemplate(structural, arm, visits)
+    for name, template in templates.items():
         result = simulate_population(structural, {k: jnp.asarray(v) for k, v in samples.items()},
                                      template.population(bsa))
         predicted = template.values(result.predictions)
@@ -207,10 +227,11 @@ def forecast_patient(
         ttr = np.asarray(endpoints.time_to_response)
         rows.append(dict(
             arm=name,
-            overall_response=float(np.mean(endpoints.overall_response)),
-            complete_response=float(np.mean(endpoints.complete_response)),
-            sustained_response=float(np.mean(endpoints.sustained_response)),
-            relapse_by_12_months=float(np.mean(relapsed_by(endpoints, TWELVE_MONTHS))),
+            # numpy means: np.mean of a JAX bool array would dispatch to jnp.mean (float32).
+            overall_response=np.asarray(endpoints.overall_response).mean(),
+            complete_response=np.asarray(endpoints.complete_response).mean(),
+            sustained_response=np.asarray(endpoints.sustained_response).mean(),
+            relapse_by_12_months=np.asarray(relapsed_by(endpoints, TWELVE_MONTHS)).mean(),
             median_time_to_response=float(np.nanmedian(ttr)) if np.isfinite(ttr).any() else np.nan,
             solver_failures=int((~ok).sum()),
         ))

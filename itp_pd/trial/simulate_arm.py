@@ -15,10 +15,11 @@ def _dvids(model, outputs):
     return tuple(model.outputs.index(name) + 1 for name in outputs)
 
 
-def prepare_arm(model, params, arm, visits, *, outputs=("PLT",), bsa=None):
+def prepare_arm(model, params, arm, visits, *, outputs=("PLT",), bsa=None, sizes=None):
     """Everything ``simulate_population`` needs for one arm, built once.
 
-    Same arguments as ``simulate_arm``. Split out so that callers that simulate the same
+    Same arguments as ``simulate_arm``, and ``sizes``: padded ``(n_events, n_segments,
+    n_obs)`` to force (``population_from_dataset``). Split out so that callers that simulate the same
     arm repeatedly (benchmarks) build the records, dataset and event grids only once.
 
     Returns:
@@ -33,7 +34,7 @@ def prepare_arm(model, params, arm, visits, *, outputs=("PLT",), bsa=None):
     records = population_records(arm, patients, np.asarray(visits, dtype=float),
                                  compartments=model.compartment_map(), dvids=_dvids(model, outputs))
     dataset = Dataset.from_table(records)
-    population = population_from_dataset(dataset, model)
+    population = population_from_dataset(dataset, model, sizes=sizes)
     params_jax = {k: jnp.asarray(v) for k, v in params.items()}
     return population, params_jax, dataset
 

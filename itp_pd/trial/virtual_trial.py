@@ -168,6 +168,20 @@ def repeat_patient(population: Population, n: int, patient: int = 0) -> Populati
                       obs_is_data=np.broadcast_to(population.obs_is_data[patient], (n, population.obs_is_data.shape[1])))
 
 
+def grid_sizes(population: Population) -> tuple[int, int, int]:
+    """Padded ``(n_events, n_segments, n_obs)`` of a population's grids."""
+    grid = population.grid
+    return grid.times.shape[-1], grid.breakpoints.shape[-1], grid.obs_event.shape[-1]
+
+
+def arm_templates(model, arms: Mapping[str, Arm], visits, *, at_least=(0, 0, 0)) -> dict[str, ArmTemplate]:
+    """One template per arm, all padded to the same sizes (at least ``at_least``), so that every
+    arm runs the same compiled program: one compilation instead of one per arm."""
+    natural = [ArmTemplate(model, arm, visits).sizes for arm in arms.values()]
+    sizes = tuple(int(max(column)) for column in zip(at_least, *natural))
+    return {name: ArmTemplate(model, arm, visits, sizes=sizes) for name, arm in arms.items()}
+
+
 def trial_structural(spec, structural=None):
     """The structural model trials use: ``structural``, or the spec's with ``TRIAL_SOLVER``."""
     if structural is not None:
@@ -185,9 +199,10 @@ class ArmTemplate:
     gets amounts and rates ``g₁ + (b − 1)(g₂ − g₁)``, exact for fixed and per-m² doses alike.
     """
 
-    def __init__(self, model, arm: Arm, visits, outputs=("PLT",)):
+    def __init__(self, model, arm: Arm, visits, outputs=("PLT",), sizes=None):
         params = {name: np.ones(2) for name in model.parameter_names}
-        population, _, dataset = prepare_arm(model, params, arm, visits, outputs=outputs, bsa=np.array([1.0, 2.0]))
+        population, _, dataset = prepare_arm(model, params, arm, visits, outputs=outputs, bsa=np.array([1.0, 2.0]),
+                                             sizes=sizes)
         self.template = population
         self.grid = population.grid
         rows = population.obs_rows[0]
@@ -210,6 +225,10 @@ class ArmTemplate:
             rate=self.grid.rate[0] + scale * (self.grid.rate[1] - self.grid.rate[0]),
         )
         return dataclasses.replace(population, grid=grid)
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        return grid_sizes(self.template)
 
     def values(self, predictions, name="PLT"):
         return np.asarray(predictions)[:, self.columns[name]]
@@ -287,8 +306,7 @@ def simulate_trial(
     params, bsa = _sample_enrolment(source, design, seed)
 
     predicted, status = [], []
-    for arm in arms.values():
-        template = ArmTemplate(model, arm, visits)
+    for template in arm_templates(model, arms, visits).values():
         platelets, arm_status = _simulate_arm_batches(model, template, params, bsa, batch_patients, chunk_size)
         predicted.append(platelets.reshape(n_draws, n, -1))
         status.append(arm_status.reshape(n_draws, n))
