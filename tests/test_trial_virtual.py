@@ -273,13 +273,14 @@ def test_trial_with_zero_drug_effect_has_power_near_alpha(no_drug_effect_trial):
 
 
 def test_power_grows_with_patients_and_sample_size_is_the_first_to_reach_target():
-    from itp_pd.trial.power import PowerResult, _smallest_n
+    from itp_pd.trial.power import _smallest_n
 
     p_arm, p_reference = np.array([0.85, 0.8]), np.array([0.6, 0.6])
     n = _smallest_n(p_arm, p_reference, 0.05, 0.8, 500)
     assert power_per_draw(p_arm, p_reference, n).mean() >= 0.8
     assert all(power_per_draw(p_arm, p_reference, m).mean() < 0.8 for m in range(2, n))
-    assert PowerResult.__dataclass_fields__  # the result type the trial returns
+    curve = [power_per_draw(p_arm, p_reference, m).mean() for m in (20, 60, 180)]
+    assert curve[0] < curve[1] < curve[2]
 
 
 # --- individual forecasts ---------------------------------------------------------------------

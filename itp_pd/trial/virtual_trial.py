@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -128,7 +128,6 @@ class TrialResult:
     design: TrialDesign
     platelets: np.ndarray | None = None
     measured: np.ndarray | None = None
-    compile_and_run_s: dict = field(default_factory=dict)
 
     @property
     def n_draws(self) -> int:
@@ -389,7 +388,8 @@ def compare(result: TrialResult, arm: str, reference: str, *, level: float = 0.9
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    result.arm_index(arm), result.arm_index(reference)
+    for name in (arm, reference):
+        result.arm_index(name)  # a clear KeyError for an unknown arm
     table = result.table.set_index(["draw", "arm"])
     rows = []
     for endpoint, better in ENDPOINTS.items():
