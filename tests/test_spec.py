@@ -480,3 +480,20 @@ def test_toggling_unknown_or_priorless_parameters_is_an_error(tmp_path):
         base.with_estimated(["F"])
     with pytest.raises(SpecError, match="did you mean 'CL'"):
         spec.parameter("CLL")
+
+
+def test_read_values_reads_typical_and_omega_and_names_every_problem(tmp_path):
+    from itp_pd.spec import read_values
+
+    good = tmp_path / "values.toml"
+    good.write_text("[typical]\nCL = 0.3\n\n[omega]\nCL = 0.2\n")
+    assert read_values(good) == ({"CL": 0.3}, {"CL": 0.2})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[typicals]\nCL = 1\n\n[omega]\nCL = "high"\n')
+    with pytest.raises(SpecError) as error:
+        read_values(bad)
+    message = str(error.value)
+    assert "typicals" in message and "did you mean 'typical'" in message
+    assert "omega" in message and "a table of parameter = number" in message
+    with pytest.raises(SpecError, match="TOML file"):
+        read_values(tmp_path / "missing.toml")
