@@ -328,3 +328,24 @@ def test_doubling_patients_per_arm_narrows_the_difference_interval_by_about_sqrt
     # (a difference of quantiles, on a grid of 1/n) to ~10%; 400 draws gave 1.38 and 1.55.
     assert 1.2 < sds[30] / sds[60] < 1.65
     assert 1.15 < widths[30] / widths[60] < 1.75
+
+
+def test_forecast_refuses_per_m2_arms_for_a_patient_without_bsa(spec):
+    from itp_pd.data import Dataset
+
+    table = pd.DataFrame({"ID": [1, 1, 1], "TIME": [0.0, 0.0, 7.0], "EVID": [0, 1, 0], "AMT": [0.0, 100.0, 0.0],
+                          "CMT": [0, 1, 0], "RATE": [0.0, 600.0, 0.0], "MDV": [0, 1, 0], "DV": [20.0, np.nan, 25.0],
+                          "DVID": [1, 1, 1]})
+    dataset = Dataset.from_table(table)
+    import dataclasses
+
+    source = prior_population(spec, 2, key=jax.random.PRNGKey(0), uncertain=())
+    # itp_v1 scales rituximab's volumes by BSA: without it the covariate itself is missing.
+    with pytest.raises(DatasetError, match="needs covariates \\['BSA'\\]"):
+        forecast_patient(source, dataset, 1.0, ["control"], key=jax.random.PRNGKey(0))
+    # A spec without BSA effects still needs BSA for a per-m² dose, and says so before any work.
+    no_covariates = dataclasses.replace(
+        spec, parameters=tuple(dataclasses.replace(p, covariates=()) for p in spec.parameters))
+    source = prior_population(no_covariates, 2, key=jax.random.PRNGKey(0), uncertain=())
+    with pytest.raises(DatasetError, match="dose per m²"):
+        forecast_patient(source, dataset, 1.0, ["control", "rituximab 375 mg/m2 x4"], key=jax.random.PRNGKey(0))

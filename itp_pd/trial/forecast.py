@@ -185,6 +185,10 @@ def forecast_patient(
     visits = design.visit_days()
     history_sizes = grid_sizes(population_from_dataset(patient, structural))
     templates = arm_templates(structural, arms, visits, at_least=history_sizes)
+    per_m2 = [name for name, template in templates.items() if template.needs_bsa]
+    if per_m2 and not np.isfinite(covariates["BSA"]):
+        raise DatasetError([f"patient {patient_id:g} has no BSA, and arms {per_m2} dose per m²; add a BSA "
+                            "column (m²) to the dataset or choose fixed-dose arms"])
     sizes = next(iter(templates.values())).sizes if templates else history_sizes
     hierarchical, population, observed = build_model(source.spec, patient, structural=structural, sizes=sizes)
     seed = _key_seed(key)
@@ -209,7 +213,8 @@ def forecast_patient(
     samples = {k: v[chosen] for k, v in params.items()}
     sample_draws = draws[chosen]
 
-    bsa = np.full(n_samples, covariates["BSA"] if np.isfinite(covariates["BSA"]) else 1.8)
+    # Without per-m² doses BSA does not enter the grid; any finite stand-in gives the same doses.
+    bsa = np.full(n_samples, covariates["BSA"] if np.isfinite(covariates["BSA"]) else 1.0)
     rows, platelets = [], {}
     for name, template in templates.items():
         result = simulate_population(structural, {k: jnp.asarray(v) for k, v in samples.items()},

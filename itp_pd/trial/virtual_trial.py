@@ -226,6 +226,12 @@ class ArmTemplate:
         return dataclasses.replace(population, grid=grid)
 
     @property
+    def needs_bsa(self) -> bool:
+        """Whether any dose of the arm is given per m² (the two templates' doses differ)."""
+        return not (np.array_equal(self.grid.bolus[0], self.grid.bolus[1])
+                    and np.array_equal(self.grid.rate[0], self.grid.rate[1]))
+
+    @property
     def sizes(self) -> tuple[int, int, int]:
         return grid_sizes(self.template)
 
