@@ -82,15 +82,12 @@ def main(argv=None):
         enable_compilation_cache()  # a second run skips compiling the ITP program
     from itp_pd.data import read_nonmem, write_nonmem
     from itp_pd.structural import model_from_spec
-    from itp_pd.trial import TrialDesign, fitted_population, forecast_patient, make_arm, prior_population
+    from itp_pd.trial import TrialDesign, forecast_patient, make_arm, population_source
     from itp_pd.trial.dataset import simulate_trial_dataset
 
     key = jax.random.PRNGKey(args.seed)
     source_key, forecast_key = jax.random.split(key)
-    if args.fit is None:
-        source = prior_population(n_draws=args.draws, key=source_key)
-    else:
-        source = fitted_population(args.fit, args.draws, key=source_key)
+    source = population_source(args.fit, args.draws, key=source_key)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.data is None:
         visits = 7.0 * np.arange(args.weeks_observed + 1)

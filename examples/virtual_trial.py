@@ -129,14 +129,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     jax.config.update("jax_enable_x64", True)  # entry points choose float64, not the library
-    from itp_pd.trial import TrialDesign, compare, fitted_population, prior_population, simulate_trial, trial_power
+    from itp_pd.trial import TrialDesign, compare, population_source, simulate_trial, trial_power
 
     key = jax.random.PRNGKey(args.seed)
     source_key, trial_key = jax.random.split(key)
-    if args.fit is None:
-        source = prior_population(n_draws=args.draws, key=source_key)
-    else:
-        source = fitted_population(args.fit, args.draws, key=source_key)
+    source = population_source(args.fit, args.draws, key=source_key)
     design = TrialDesign(n_per_arm=args.patients, follow_up_weeks=args.weeks)
     result = simulate_trial(source, args.arms, design, key=trial_key, trajectories=True)
 

@@ -150,6 +150,10 @@ def test_posterior_population_maps_sites_to_values(spec):
     assert omega["PLT0"] == idata.posterior["omega_PLT0"].values.reshape(-1)[3]
     observation = source.observation("PLT", 3)
     assert observation.sigmas[0][1] == idata.posterior["sigma_PLT"].values.reshape(-1)[3]
+    field = observation.sigmas[0][0]
+    np.testing.assert_array_equal(source.sigma("PLT", field), idata.posterior["sigma_PLT"].values.reshape(-1))
+    fixed = prior_population(spec, 3, key=jax.random.PRNGKey(0), uncertain=())
+    np.testing.assert_array_equal(fixed.sigma("PLT", field), np.full(3, spec.observation(1).sigma(field)))
     picked = posterior_population(idata, spec, 4, key=jax.random.PRNGKey(0))
     assert picked.n_draws == 4 and set(picked.typical["PLT0"]) <= set(source.typical["PLT0"])
     with pytest.raises(ItpPdError, match="holds 10"):

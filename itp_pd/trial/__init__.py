@@ -16,6 +16,7 @@ from itp_pd.trial.measurement import measured_endpoints, simulate_measurements
 from itp_pd.trial.population import (
     PopulationDraws,
     fitted_population,
+    population_source,
     posterior_population,
     prior_population,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "load_regimens",
     "make_arm",
     "measured_endpoints",
+    "population_source",
     "posterior_population",
     "prior_population",
     "relapsed_by",

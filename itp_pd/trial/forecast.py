@@ -36,7 +36,7 @@ from ..stats.model import build_model
 from ..stats.residual import residual_sd
 from .endpoints import compute_endpoints, relapsed_by
 from .measurement import simulate_measurements
-from .population import PopulationDraws, _key_seed
+from .population import PopulationDraws, numpy_seed
 from .virtual_trial import (
     TWELVE_MONTHS,
     TrialDesign,
@@ -123,8 +123,7 @@ def _log_likelihood(source, hierarchical, observed, structural, population, para
     sd = np.ones_like(prediction)
     for o in hierarchical.observations:
         rows = np.asarray(data["is_data"] & (data["output"] == o.dvid - 1))
-        sigmas = {f: np.array([source.observation(o.name, d).sigma(f) for d in draws])[:, None]
-                  for f, _, _ in o.sigmas}
+        sigmas = {f: source.sigma(o.name, f)[draws][:, None] for f, _, _ in o.sigmas}
         sd = np.where(rows, np.asarray(residual_sd(o.error, np.where(rows, prediction, 1.0), **sigmas)), sd)
     distribution = hierarchical.observation_distribution(jnp.asarray(prediction), jnp.asarray(sd))
     loglik = np.asarray(distribution.log_prob(jnp.asarray(observed.value))).sum(axis=-1)
@@ -191,7 +190,7 @@ def forecast_patient(
                             "column (m²) to the dataset or choose fixed-dose arms"])
     sizes = next(iter(templates.values())).sizes if templates else history_sizes
     hierarchical, population, observed = build_model(source.spec, patient, structural=structural, sizes=sizes)
-    seed = _key_seed(key)
+    seed = numpy_seed(key)
 
     n = n_candidates
     while True:

@@ -73,6 +73,13 @@ class PopulationDraws:
         exponents = {name: {cov: float(v[draw]) for cov, v in e.items()} for name, e in self.exponents.items()}
         return typical, omega, exponents
 
+    def sigma(self, name: str, field: str) -> np.ndarray:
+        """``(n_draws,)`` values of one residual-error parameter (``sigma_prop``, ...) of
+        observation ``name``: the draws where estimated, else the spec's value repeated."""
+        if (name, field) in self.sigmas:
+            return np.asarray(self.sigmas[(name, field)], dtype=float)
+        return np.full(self.n_draws, self.observation(name, 0).sigma(field))
+
     def observation(self, name: str, draw: int):
         """The spec's observation ``name`` with this draw's residual-error parameters."""
         for observation in self.spec.observations:
@@ -83,7 +90,7 @@ class PopulationDraws:
         raise KeyError(f"spec {self.spec.name} declares no observation {name!r}")
 
 
-def _key_seed(key) -> int:
+def numpy_seed(key) -> int:
     """A numpy seed from a JAX key (the two libraries' streams stay separate)."""
     return int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
 
@@ -161,7 +168,7 @@ def posterior_population(idata, spec, n_draws: int | None = None, *, key=None,
                              f"Use n_draws <= {total}.")
         if key is None:
             raise ItpPdError("posterior_population: give key= to choose n_draws draws at random")
-        index = np.sort(np.random.default_rng(_key_seed(key)).choice(total, n_draws, replace=False))
+        index = np.sort(np.random.default_rng(numpy_seed(key)).choice(total, n_draws, replace=False))
     pick = {name: values[index] for name, values in stacked.items() if values.ndim == 1}
     typical, omega, exponents, sigmas = {}, {}, {}, {}
     for p in spec.parameters:
@@ -196,3 +203,11 @@ def fitted_population(fit, n_draws: int | None = None, *, key=None) -> Populatio
         raise ItpPdError(f"no posterior at {path}; run `itp-pd fit {fit}` first")
     return posterior_population(az.from_netcdf(path), recipe_spec(recipe), n_draws, key=key,
                                 description=f"posterior: {recipe.name}")
+
+
+def population_source(fit=None, n_draws: int = 100, *, key) -> PopulationDraws:
+    """The default population prior, or the posterior of a finished fit when ``fit`` (a recipe
+    path or ``FitResult``) is given: what entry points offer as ``--fit``."""
+    if fit is None:
+        return prior_population(n_draws=n_draws, key=key)
+    return fitted_population(fit, n_draws, key=key)

@@ -31,7 +31,7 @@ from ..structural import SolverConfig, model_from_spec
 from .design import trial_visits
 from .endpoints import Endpoints, compute_endpoints, relapsed_by
 from .measurement import simulate_measurements
-from .population import PopulationDraws, _key_seed
+from .population import PopulationDraws, numpy_seed
 from .regimens import make_arm
 from .simulate_arm import prepare_arm
 from .virtual_population import BSA_MEAN, BSA_RANGE, BSA_SD, ENTRY_PLATELETS, sample_patients
@@ -306,7 +306,7 @@ def simulate_trial(
     arms = as_arms(arms)
     model = trial_structural(source.spec, structural)
     visits = design.visit_days()
-    seed = _key_seed(key)
+    seed = numpy_seed(key)
     n, n_draws = design.n_per_arm, source.n_draws
     params, bsa = _sample_enrolment(source, design, seed)
 
