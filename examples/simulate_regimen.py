@@ -26,7 +26,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     jax.config.update("jax_enable_x64", True)  # entry points choose float64, not the library
-    from itp_pd.demo import example_arms, plot_arms, simulate_arms
+    from itp_pd.turnover_example import example_arms, plot_arms, simulate_arms
 
     frame = simulate_arms(example_arms(), n_patients=args.patients, days=args.days, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

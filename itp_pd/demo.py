@@ -1,128 +1,209 @@
-"""The built-in example: NCT07057778's two arms through the engine, as data → plot.
+"""The built-in demo: a synthetic NCT07057778 → a hierarchical fit → its report → arm comparisons.
 
-Until the mechanistic ITP model lands, the response is the two-drug ``TurnoverModel``: a
-CD20⁺-B-cell-like turnover that rituximab depletes (Emax on loss) and iguratimod slows
-(inhibition of production). The PK parameters are the literature values of science.md §3;
-the response parameters are illustrative, not fitted.
+``run_demo(folder)`` does, in order, what a pharmacometrician would do with the real trial:
+
+1. **Data.** 120 virtual patients (60 per arm) of the calibrated default population
+   (``models/itp_v1.toml`` + ``fits/itp_v1_calibration.toml``, iguratimod's effects at the
+   spec's values), dosed as NCT07057778 (rituximab 100 mg weekly ×6, with or without
+   iguratimod 25 mg twice daily for 26 weeks) and measured at the trial's 25 visits with the
+   spec's residual error. Written as a NONMEM-format CSV (internal units: days, mg, 10⁹/L)
+   with the true individual parameters beside it.
+2. **Fit.** A recipe written next to the data and fitted by ``itp_pd.inference.fit``: the
+   baseline platelet count (PLT0) and iguratimod's maximal inhibition of plasma-cell formation
+   (IMAX_PC, what the comparison between arms informs) are estimated with random effects on
+   PLT0, KB, FL and FT (the calibrated population's between-patient variability) and the
+   residual error; the rest stays at the calibrated values. Quick settings: mean-field SVI for
+   a few hundred steps, so the whole demo runs in minutes on a laptop CPU; a real analysis
+   runs NUTS (``itp-pd fit <recipe> --method nuts``, or a GPU).
+3. **Report.** ``itp_pd.diagnostics.write_report`` on the fit folder.
+4. **Comparison.** The posterior's population draws give virtual trials of the two arms and two
+   alternatives (standard-dose rituximab 375 mg/m² weekly ×4 with iguratimod, and iguratimod
+   once daily); every arm is compared with the control arm (``itp_pd.trial.compare``).
 """
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 import pandas as pd
 
-from .data import Dataset
-from .dosing import Arm, Infusion, Oral, Regimen, every, population_records, weekly
-from .engine import population_from_dataset, simulate_population
-from .structural import TurnoverModel
-
-TURNOVER_TYPICAL = dict(
-    # Rituximab, two-compartment (Candelaria 2018, Cancer Chemother Pharmacol 81:515): L/day, L.
-    CL_IV=0.30, V1_IV=3.19, Q_IV=0.446, V2_IV=4.15,
-    # Iguratimod, oral one-compartment (science.md §3, derived from the label): 1/day, L/day, L.
-    KA_PO=14.4, CL_PO=38.4, V_PO=19.0,
-    # B-cell-like turnover: k_B 0.02/day (Pan 2019), 35-fold maximal kill, EC50 1 mg/L [weak];
-    # iguratimod inhibition sized for illustration (IMAX 0.4, IC50 1.3 mg/L).
-    KIN=0.02, KOUT=0.02, EMAX=35.0, EC50=1.0, IMAX=0.4, IC50=1.3,
-)  # fmt: skip
-BETWEEN_PATIENT_CV = 0.25  # log-normal, all parameters, for the virtual patients
+TRIAL_ARMS = ("control", "combination")
+ALTERNATIVES = ("rituximab 375 mg/m2 weekly x4 + iguratimod 25 mg bid 26 weeks", "combination (iguratimod qd)")
+ESTIMATE = ("PLT0", "IMAX_PC")
+RANDOM_EFFECTS = ("PLT0", "KB", "FL", "FT")
+FIT_SOLVER = {"solver": "tsit5", "rtol": 1e-4, "atol": 1e-7, "max_steps": 512}
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def example_arms(model=None) -> tuple[Arm, ...]:
-    """NCT07057778: rituximab 100 mg IV over 4 h weekly ×6, with or without iguratimod 25 mg
-    orally every 12 h for 26 weeks."""
-    rituximab = Regimen(
-        "rituximab 100 mg weekly x6", weekly(Infusion(100.0, "iv_central", duration_h=4), count=6)
-    )
-    iguratimod = Regimen(
-        "iguratimod 25 mg bid x26 weeks", every(Oral(25.0, "po_depot"), hours=12, for_weeks=26)
-    )
-    return (
-        Arm("rituximab", (rituximab,)),
-        Arm("rituximab + iguratimod", (rituximab, iguratimod)),
-    )
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the demo (defaults: the 10-minute run on a 2-core CPU).
 
-
-def virtual_parameters(n_patients: int, *, seed: int) -> dict:
-    """Log-normal between-patient variation around ``TURNOVER_TYPICAL``.
-
-    IMAX is capped at 0.95, and KIN is tied to KOUT so every patient's response starts at 1
-    (the response is relative to the patient's own baseline).
+    Attributes:
+        per_arm: patients per arm of the synthetic trial. weeks: follow-up (weeks).
+        steps, learning_rate, draws: SVI steps, Adam step size, posterior draws kept.
+        vpc_draws: replicate trials for the VPC and NPD.
+        trial_draws, trial_patients: posterior draws and virtual patients per arm and draw of
+            the arm comparison.
+        seed: seed of everything (data, fit, report, trial).
     """
-    rng = np.random.default_rng(seed)
-    params = {
-        name: value * np.exp(BETWEEN_PATIENT_CV * rng.standard_normal(n_patients))
-        for name, value in TURNOVER_TYPICAL.items()
-    }
-    params["IMAX"] = np.minimum(params["IMAX"], 0.95)
-    params["KIN"] = params["KOUT"].copy()
-    return params
+
+    per_arm: int = 60
+    weeks: float = 52.0
+    steps: int = 200
+    learning_rate: float = 0.03
+    draws: int = 100
+    vpc_draws: int = 50
+    trial_draws: int = 20
+    trial_patients: int = 200
+    seed: int = 1
 
 
-def simulate_arms(arms, *, n_patients: int = 50, days: float = 364.0, seed: int = 1) -> pd.DataFrame:
-    """Simulate each arm for the same virtual patients; one row per patient × time × output.
+def write_demo_data(folder: Path, settings: DemoSettings) -> tuple[Path, pd.DataFrame]:
+    """Simulate the synthetic trial; write ``nct07057778_synthetic.csv`` and ``truth.csv``."""
+    from .data import write_nonmem
+    from .spec import load_spec
+    from .structural import model_from_spec
+    from .trial import make_arm
+    from .trial.calibration import load_calibration
+    from .trial.dataset import simulate_trial_dataset
+    from .trial.design import trial_visits
 
-    Returns a tidy table with columns ``arm, ID, TIME`` (days), ``output``, ``value`` (mg/L
-    for concentrations, relative to baseline for the response), ``status`` (0 = solved).
-    """
-    model = TurnoverModel()
-    times = np.arange(0.0, days + 1e-9, 1.0)
-    patients = pd.DataFrame({"ID": np.arange(1, n_patients + 1)})
-    params = {k: jnp.asarray(v) for k, v in virtual_parameters(n_patients, seed=seed).items()}
-    frames = []
-    for arm in arms:
-        records = population_records(
-            arm, patients, times, compartments=model.compartment_map(), dvids=(1, 2, 3)
-        )
-        dataset = Dataset.from_table(records)
-        population = population_from_dataset(dataset, model)
-        result = simulate_population(model, params, population)
-        rows = population.obs_rows
-        keep = rows >= 0
-        table = dataset.table.loc[rows[keep], ["ID", "TIME", "DVID"]].reset_index(drop=True)
-        table["value"] = np.asarray(result.predictions)[keep]
-        status = dict(zip(population.ids, np.asarray(result.status)))
-        table["status"] = table["ID"].map(status).astype(int)
-        table["output"] = table["DVID"].astype(int).map(lambda d: model.outputs[d - 1])
-        table.insert(0, "arm", arm.name)
-        frames.append(table.drop(columns="DVID"))
-    return pd.concat(frames, ignore_index=True)
+    spec = load_spec(ROOT / "models" / "itp_v1.toml").with_values(*load_calibration())
+    arms = {name: make_arm(name) for name in TRIAL_ARMS}
+    dataset, truth = simulate_trial_dataset(spec, model_from_spec(spec), arms, settings.per_arm,
+                                            trial_visits(settings.weeks), seed=settings.seed, expand_doses=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "nct07057778_synthetic.csv"
+    write_nonmem(dataset, path)
+    truth = pd.DataFrame({"ID": np.arange(1, 2 * settings.per_arm + 1), **truth})
+    truth.to_csv(folder / "truth.csv", index=False, float_format="%.6g")
+    return path, truth
 
 
-def plot_arms(frame: pd.DataFrame, path: Path) -> Path:
-    """Median and 90% band per arm for each output; writes a PNG and returns its path."""
-    import matplotlib
+def write_demo_recipe(folder: Path, data_path: Path, settings: DemoSettings) -> Path:
+    """The demo's fit recipe (TOML), next to the data it names."""
+    from .inference import file_sha256
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    solver = ", ".join(f"{k} = {json.dumps(v)}" for k, v in FIT_SOLVER.items())
+    text = f"""# The itp-pd demo's fit (written by `itp-pd demo`; see itp_pd/demo.py).
+# Quick settings: mean-field SVI. For a final analysis: itp-pd fit <this file> --method nuts
 
-    labels = {
-        "CP_IV": "rituximab (mg/L)",
-        "CP_PO": "iguratimod (mg/L, daily pre-dose)",
-        "R": "B-cell-like response\n(relative to baseline)",
-    }
-    outputs = list(labels)
-    fig, axes = plt.subplots(1, len(outputs), figsize=(4.2 * len(outputs), 3.6))
-    for ax, output in zip(axes, outputs):
-        for arm, group in frame[frame["output"] == output].groupby("arm", sort=False):
-            wide = group.pivot(index="TIME", columns="ID", values="value")
-            low, mid, high = (wide.quantile(q, axis=1) for q in (0.05, 0.5, 0.95))
-            weeks = wide.index / 7.0
-            (line,) = ax.plot(weeks, mid, label=arm)
-            ax.fill_between(weeks, low, high, alpha=0.2, color=line.get_color())
-        ax.set_xlabel("weeks")
-        ax.set_title(labels[output], fontsize=10)
-        if output == "CP_IV":
-            ax.set_yscale("log")
-            ax.set_ylim(0.1, None)
-    axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle("NCT07057778 arms: median and 90% band of virtual patients", fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+[fit]
+name = "fit"
+method = "svi"
+seed = {settings.seed}
+
+[data]
+path = {json.dumps(str(Path(data_path).resolve()))}
+sha256 = "{file_sha256(data_path)}"
+
+[model]
+spec = {json.dumps(str(ROOT / "models" / "itp_v1.toml"))}
+values = {json.dumps(str(ROOT / "fits" / "itp_v1_calibration.toml"))}
+estimate = {json.dumps(list(ESTIMATE))}
+random_effects = {json.dumps(list(RANDOM_EFFECTS))}
+solver = {{ {solver} }}
+
+[svi]
+guide = "meanfield"
+steps = {settings.steps}
+learning_rate = {settings.learning_rate}
+draws = {settings.draws}
+"""
+    path = Path(folder) / "fit.toml"
+    path.write_text(text)
     return path
+
+
+@dataclass
+class DemoResult:
+    """Where the demo put things, its comparison table and how long each phase took (s)."""
+
+    folder: Path
+    report: Path
+    posterior: Path
+    comparison: pd.DataFrame
+    fit_summary: pd.DataFrame
+    truth_summary: dict
+    timings: dict
+
+
+def run_demo(folder: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True,
+             say=print) -> DemoResult:
+    """Run the whole demo into ``folder`` (which must be new or empty; see the module docstring).
+
+    Files: ``data/nct07057778_synthetic.csv`` and ``data/truth.csv``; ``fit.toml`` and ``fit/``
+    (``posterior.nc``, ``summary.csv``, ``diagnostics.json``, ``losses.csv``, ``manifest.json``);
+    ``report/index.html`` and its figures; ``trial/`` (endpoints per draw and arm, figures);
+    ``comparison.csv``; ``demo.json`` (settings and timings).
+    """
+    from .diagnostics import ReportSettings, load_fit, write_report
+    from .inference import fit, recipe_spec, write_fit
+    from .trial import TrialDesign, compare, make_arm, posterior_population, simulate_trial
+    from .trial.plots import plot_response_over_time
+
+    folder = Path(folder)
+    arms = {name: make_arm(name) for name in (*TRIAL_ARMS, *ALTERNATIVES)}  # fail before minutes of work
+    timings = {}
+    started = time.perf_counter()
+    say(f"[1/4] simulating a synthetic NCT07057778: {2 * settings.per_arm} patients, both arms, "
+        f"{settings.weeks:g} weeks")
+    data_path, truth = write_demo_data(folder / "data", settings)
+    timings["data_s"] = time.perf_counter() - started
+
+    say(f"[2/4] fitting it: SVI, {settings.steps} steps (PLT0 and IMAX_PC estimated; IIV on "
+        f"{', '.join(RANDOM_EFFECTS)})")
+    phase = time.perf_counter()
+    recipe_path = write_demo_recipe(folder, data_path, settings)
+    result = fit(recipe_path, progress=progress)
+    fit_dir = write_fit(result, folder / "fit")
+    timings["fit_s"] = time.perf_counter() - phase
+
+    say(f"[3/4] writing the diagnostic report ({settings.vpc_draws} replicate trials for the VPC)")
+    phase = time.perf_counter()
+    finished = load_fit(fit_dir)
+    report = write_report(finished, folder / "report",
+                          ReportSettings(vpc_draws=settings.vpc_draws, seed=settings.seed), progress=progress)
+    timings["report_s"] = time.perf_counter() - phase
+
+    say(f"[4/4] virtual trials from the posterior: {settings.trial_draws} draws × {settings.trial_patients} "
+        f"patients × {len(arms)} arms")
+    phase = time.perf_counter()
+    key = jax.random.PRNGKey(settings.seed)
+    source_key, trial_key = jax.random.split(key)
+    source = posterior_population(result.idata, recipe_spec(result.recipe), settings.trial_draws, key=source_key,
+                                  description="demo posterior")
+    bar = _bar(settings.trial_draws * settings.trial_patients * len(arms), "virtual trials", progress)
+    trial = simulate_trial(source, arms, TrialDesign(n_per_arm=settings.trial_patients,
+                                                           follow_up_weeks=settings.weeks),
+                           key=trial_key, progress=lambda done: bar.update(done - bar.n))
+    bar.close()
+    (folder / "trial").mkdir(exist_ok=True)
+    trial.table.to_csv(folder / "trial" / "endpoints.csv", index=False, float_format="%.6g")
+    plot_response_over_time(trial, folder / "trial" / "response_over_time.png")
+    comparison = pd.concat([compare(trial, arm, "control").assign(comparison=f"{arm} vs control")
+                            for arm in list(arms)[1:]], ignore_index=True)
+    comparison.to_csv(folder / "comparison.csv", index=False, float_format="%.6g")
+    timings["trial_s"] = time.perf_counter() - phase
+    timings["total_s"] = time.perf_counter() - started
+
+    truth_summary = {"PLT0 (geometric mean)": float(np.exp(np.log(truth["PLT0"]).mean())),
+                     "IMAX_PC": float(np.median(truth["IMAX_PC"]))}
+    (folder / "demo.json").write_text(json.dumps({"settings": asdict(settings),
+                                                  "timings_s": {k: round(v, 1) for k, v in timings.items()},
+                                                  "truth": truth_summary}, indent=2) + "\n")
+    return DemoResult(folder, report, fit_dir / "posterior.nc", comparison, result.summary, truth_summary, timings)
+
+
+def _bar(total, description, enabled):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, file=sys.stderr, disable=not enabled, dynamic_ncols=True)

@@ -39,3 +39,7 @@ class SpecError(ItpPdError, ValueError):
 
 class SolverError(ItpPdError, RuntimeError):
     """An ODE solve failed where the caller asked for failures to be raised."""
+
+
+class FitFolderError(ItpPdError, ValueError):
+    """A fit's output folder is incomplete, or no longer matches the recipe and data it names."""

@@ -1,18 +1,43 @@
-"""The command line through its real entry point (a subprocess), good and bad inputs."""
+"""The command line through its real entry point (a subprocess): every subcommand on small
+inputs, and bad inputs giving their documented message and exit code, writing nothing."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
+from test_inference import write_recipe
+
 DATA = Path(__file__).parent / "data"
 EXAMPLE = Path(__file__).parents[1] / "examples" / "data" / "example_pk.csv"
+SUBCOMMANDS = ("demo", "check-data", "hash", "simulate", "fit", "diagnose", "trial")
 
 
 def itp_pd(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "itp_pd.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
+        capture_output=True, text=True, cwd=cwd, timeout=900,
     )
+
+
+def no_staging_left(folder: Path) -> bool:
+    return not list(folder.glob(".itp-pd-*")) and not list(folder.glob(".*.previous"))
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help_with_examples(command):
+    result = itp_pd(command, "--help")
+    assert result.returncode == 0
+    assert "examples:" in result.stdout and f"itp-pd {command}" in result.stdout.split("examples:")[1]
+
+
+def test_top_level_help_lists_the_subcommands_and_exit_codes():
+    result = itp_pd("--help")
+    assert result.returncode == 0
+    assert all(command in result.stdout for command in SUBCOMMANDS) and "exit codes" in result.stdout
 
 
 def test_check_data_accepts_the_example_dataset():
@@ -30,15 +55,93 @@ def test_check_data_lists_every_problem_without_a_traceback():
 
 def test_check_data_missing_file_is_an_input_error():
     result = itp_pd("check-data", "no/such/file.csv")
-    assert result.returncode == 2 and "no/such/file.csv" in result.stderr
+    assert result.returncode == 2 and "no/such/file.csv" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_demo_writes_its_outputs_and_refuses_to_overwrite(tmp_path):
-    out = tmp_path / "demo"
-    result = itp_pd("demo", "--out", out, "--patients", "2")
+def test_debug_shows_the_traceback_of_a_user_error():
+    result = itp_pd("--debug", "check-data", "no/such/file.csv")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_an_unknown_subcommand_or_option_is_a_usage_error():
+    assert itp_pd("frobnicate").returncode == 2
+    result = itp_pd("demo", "--per-arm", "0")
+    assert result.returncode == 2 and "positive" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A small SVI fit through `itp-pd fit` (8 PK patients)."""
+    folder = tmp_path_factory.mktemp("fit")
+    recipe = write_recipe(folder, name="pk", method="svi", n_patients=8)
+    recipe.write_text(recipe.read_text().replace("steps = 1500", "steps = 300").replace("draws = 400", "draws = 100"))
+    result = itp_pd("fit", recipe)
+    return folder, recipe, result
+
+
+def test_fit_writes_the_posterior_and_says_what_to_do_next(fitted):
+    folder, _, result = fitted
     assert result.returncode == 0, result.stderr
-    assert (out / "arms.png").stat().st_size > 10_000
-    assert (out / "trajectories.csv").exists()
-    again = itp_pd("demo", "--out", out, "--patients", "2")
+    out = folder / "pk"
+    assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "diagnostics.json", "manifest.json",
+                                               "losses.csv"}
+    assert "itp-pd diagnose" in result.stdout and "svi:" in result.stdout
+    assert "svi: step" in result.stderr  # progress goes to stderr
+    assert json.loads((out / "diagnostics.json").read_text())["method"] == "svi"
+
+
+def test_fit_refuses_an_existing_output_folder_before_fitting(fitted):
+    folder, recipe, _ = fitted
+    before = (folder / "pk" / "summary.csv").read_bytes()
+    result = itp_pd("fit", recipe)
+    assert result.returncode == 2 and "--force" in result.stderr and "svi: step" not in result.stderr
+    assert (folder / "pk" / "summary.csv").read_bytes() == before
+
+
+def test_diagnose_writes_a_report_whose_page_links_every_figure(fitted):
+    folder, _, _ = fitted
+    result = itp_pd("diagnose", folder / "pk", "--vpc-draws", 20, "--quiet")
+    assert result.returncode == 0, result.stderr
+    report = folder / "pk" / "report"
+    page = (report / "index.html").read_text()
+    figures = sorted(p.name for p in report.glob("*.png"))
+    assert {"loss.png", "vpc.png", "pcvpc.png", "npd.png", "loo.png", "individual_fits.png"} <= set(figures)
+    assert all(f'src="{name}"' in page for name in figures)
+    again = itp_pd("diagnose", folder / "pk", "--vpc-draws", 20, "--quiet")
     assert again.returncode == 2 and "--force" in again.stderr
-    assert not list(tmp_path.glob(".itp-pd-*"))  # no staging folder left behind
+    forced = itp_pd("diagnose", folder / "pk", "--vpc-draws", 20, "--quiet", "--force")
+    assert forced.returncode == 0 and no_staging_left(folder / "pk")
+
+
+def test_diagnose_of_a_folder_that_is_not_a_fit_says_so(tmp_path):
+    result = itp_pd("diagnose", tmp_path)
+    assert result.returncode == 2 and "posterior.nc" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_broken_recipe_is_an_input_error_listing_its_fields(tmp_path):
+    recipe = write_recipe(tmp_path)
+    recipe.write_text(recipe.read_text().replace('method = "map"', 'method = "mcmc"'))
+    result = itp_pd("fit", recipe)
+    assert result.returncode == 2 and "fit.method" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "pk").exists()
+
+
+def test_demo_meets_its_output_contract_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "demo"
+    tiny = ("--per-arm", 3, "--steps", 6, "--draws", 10, "--vpc-draws", 4, "--trial-draws", 2,
+            "--trial-patients", 6, "--quiet")
+    result = itp_pd("demo", "--out", out, *tiny)
+    assert result.returncode == 0, result.stderr
+    page = (out / "report" / "index.html").read_text()
+    assert all((out / "report" / name).is_file() for name in __import__("re").findall(r'src="([^"]+)"', page))
+    assert (out / "fit" / "posterior.nc").stat().st_size > 10_000
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert set(comparison["comparison"]) == {
+        "combination vs control", "combination (iguratimod qd) vs control",
+        "rituximab 375 mg/m2 weekly x4 + iguratimod 25 mg bid 26 weeks vs control"}
+    assert {"difference", "lower", "upper", "probability_better"} <= set(comparison.columns)
+    assert str(out / "report" / "index.html") in result.stdout
+    again = itp_pd("demo", "--out", out, *tiny)
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert no_staging_left(tmp_path)

@@ -9,7 +9,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from engine_helpers import batch_params, dose, observe, predict, table
-from itp_pd.demo import TURNOVER_TYPICAL
+from itp_pd.turnover_example import TURNOVER_TYPICAL
 from itp_pd.engine import (
     STATUS_NONFINITE,
     STATUS_OK,

@@ -9,7 +9,7 @@ import pytest
 from engine_helpers import batch_params
 from itp_pd.data import Dataset, read_nonmem
 from itp_pd.dosing import Arm, Infusion, Oral, Regimen, every, population_records, weekly
-from itp_pd.demo import TURNOVER_TYPICAL
+from itp_pd.turnover_example import TURNOVER_TYPICAL
 from itp_pd.engine import population_from_dataset, simulate_population
 from itp_pd.errors import DatasetError
 from itp_pd.structural import TurnoverModel, one_compartment_model, two_compartment_model

@@ -10,7 +10,7 @@ import pytest
 
 from engine_helpers import COLUMNS, batch_params, dose, observe, predict
 from itp_pd.data import Dataset, expand_addl
-from itp_pd.demo import TURNOVER_TYPICAL
+from itp_pd.turnover_example import TURNOVER_TYPICAL
 from itp_pd.engine import SEGMENT_WINDOW, build_population, simulate_population
 from itp_pd.errors import DatasetError
 from itp_pd.structural import AbstractModel, SolverConfig, TurnoverModel, one_compartment_model

@@ -9,6 +9,7 @@
                         ESS, R-hat
     diagnostics.json    divergences, max R-hat, min ESS, solver failures, times, device
     manifest.json       package versions, data/spec/recipe hashes, seed, command line
+    losses.csv          SVI and MAP only: the loss (negative ELBO or log density) per step
 
 The folder is written under a temporary name and renamed into place, so a fit killed half-way
 leaves either the previous complete result or none, never a half-written one.
@@ -179,6 +180,10 @@ def write_fit(result, directory: str | Path) -> Path:
         result.summary.to_csv(staging / "summary.csv", float_format="%.6g")
         (staging / "diagnostics.json").write_text(json.dumps(result.diagnostics, indent=2) + "\n")
         (staging / "manifest.json").write_text(json.dumps(result.manifest, indent=2) + "\n")
+        losses = result.draws.losses if result.draws is not None else None
+        if losses is not None:
+            pd.DataFrame({"step": np.arange(1, len(losses) + 1), "loss": losses}).to_csv(
+                staging / "losses.csv", index=False, float_format="%.8g")
         previous = None
         if directory.exists():
             previous = directory.with_name(f".{directory.name}.previous")

@@ -21,7 +21,8 @@ from itp_pd.trial.population import (
     prior_population,
 )
 from itp_pd.trial.power import PowerResult, trial_power
-from itp_pd.trial.regimens import ARMS, REGIMENS, iguratimod, load_regimens, make_arm, rituximab
+from itp_pd.trial.regimens import ARMS, REGIMENS, iguratimod, load_regimens, make_arm, resolve_arms, rituximab
+from itp_pd.trial.trajectories import Trajectories, central_population, simulate_trajectories, weekly_visits
 from itp_pd.trial.virtual_trial import TrialDesign, TrialResult, compare, simulate_trial
 
 __all__ = [
@@ -32,8 +33,10 @@ __all__ = [
     "Forecast",
     "PopulationDraws",
     "PowerResult",
+    "Trajectories",
     "TrialDesign",
     "TrialResult",
+    "central_population",
     "compare",
     "compute_endpoints",
     "fitted_population",
@@ -46,9 +49,12 @@ __all__ = [
     "posterior_population",
     "prior_population",
     "relapsed_by",
+    "resolve_arms",
     "rituximab",
     "simulate_measurements",
+    "simulate_trajectories",
     "simulate_trial",
     "summarise",
     "trial_power",
+    "weekly_visits",
 ]

@@ -225,3 +225,31 @@ def load_regimens(path: str | Path) -> tuple[dict[str, Regimen], dict[str, Arm]]
     if problems:
         raise RegimenError(str(spec_error(problems.items, problems.file))) from None
     return regimens, arms
+
+
+def resolve_arms(names, regimen_file: str | Path | None = None) -> dict[str, Arm]:
+    """Arms by name, checked before anything is simulated (what entry points take as ``ARM``).
+
+    Args:
+        names: arm texts: a named arm of ``ARMS``, an arm of the regimen file, regimen names
+            joined by ``+`` (``make_arm``), or ``"untreated"``.
+        regimen_file: optional TOML file of extra regimens and arms (``load_regimens``).
+
+    Returns:
+        name → ``Arm``, in the order given.
+
+    Raises:
+        RegimenError: an unknown name (with the closest known one), a problem in the regimen
+            file, an arm given twice, or no arm at all.
+    """
+    regimens, file_arms = (dict(REGIMENS), {}) if regimen_file is None else load_regimens(regimen_file)
+    arms: dict[str, Arm] = {}
+    for text in names:
+        text = text.strip()
+        arm = file_arms[text] if text in file_arms else make_arm(text, regimens=regimens)
+        if arm.name in arms:
+            raise RegimenError(f"arm {arm.name!r} is listed twice; give each arm once")
+        arms[arm.name] = arm
+    if not arms:
+        raise RegimenError("no arm given; name at least one, e.g. 'control'")
+    return arms

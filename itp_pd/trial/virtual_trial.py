@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..dosing import Arm
 from ..engine import Population, simulate_population
+from ..errors import ItpPdError
 from ..structural import SolverConfig, model_from_spec
 from .design import trial_visits
 from .endpoints import Endpoints, compute_endpoints, relapsed_by
@@ -173,12 +174,14 @@ def grid_sizes(population: Population) -> tuple[int, int, int]:
     return grid.times.shape[-1], grid.breakpoints.shape[-1], grid.obs_event.shape[-1]
 
 
-def arm_templates(model, arms: Mapping[str, Arm], visits, *, at_least=(0, 0, 0)) -> dict[str, ArmTemplate]:
+def arm_templates(model, arms: Mapping[str, Arm], visits, *, at_least=(0, 0, 0),
+                  outputs=("PLT",)) -> dict[str, ArmTemplate]:
     """One template per arm, all padded to the same sizes (at least ``at_least``), so that every
-    arm runs the same compiled program: one compilation instead of one per arm."""
-    natural = [ArmTemplate(model, arm, visits).sizes for arm in arms.values()]
+    arm runs the same compiled program: one compilation instead of one per arm. ``outputs``:
+    the model outputs observed at every visit."""
+    natural = [ArmTemplate(model, arm, visits, outputs=outputs).sizes for arm in arms.values()]
     sizes = tuple(int(max(column)) for column in zip(at_least, *natural))
-    return {name: ArmTemplate(model, arm, visits, sizes=sizes) for name, arm in arms.items()}
+    return {name: ArmTemplate(model, arm, visits, outputs=outputs, sizes=sizes) for name, arm in arms.items()}
 
 
 def trial_structural(spec, structural=None):
@@ -254,8 +257,9 @@ def _sample_enrolment(source: PopulationDraws, design: TrialDesign, seed: int):
     return {name: np.concatenate([p[name] for p in params]) for name in params[0]}, np.concatenate(bsa)
 
 
-def _simulate_arm_batches(model, template: ArmTemplate, params, bsa, batch_patients, chunk_size):
-    """Predicted PLT ``(n_total, n_visits)`` and solver status, a batch at a time."""
+def _simulate_arm_batches(model, template: ArmTemplate, params, bsa, batch_patients, chunk_size, on_batch=None):
+    """Predicted PLT ``(n_total, n_visits)`` and solver status, a batch at a time; ``on_batch``
+    (if given) is called with the number of patients of each batch once it is simulated."""
     total = len(bsa)
     batch = min(batch_patients, total)
     platelets, status = [], []
@@ -268,6 +272,8 @@ def _simulate_arm_batches(model, template: ArmTemplate, params, bsa, batch_patie
         keep = stop - start
         platelets.append(template.values(result.predictions)[:keep])
         status.append(np.asarray(result.status)[:keep])
+        if on_batch is not None:
+            on_batch(keep)
     return np.concatenate(platelets), np.concatenate(status)
 
 
@@ -281,6 +287,7 @@ def simulate_trial(
     structural=None,
     batch_patients: int = 2048,
     chunk_size: int | None = None,
+    progress=None,
 ) -> TrialResult:
     """Simulate a virtual trial of ``arms`` for every draw of ``source``.
 
@@ -298,6 +305,9 @@ def simulate_trial(
             (``dataclasses.replace(model, solver_config=...)``).
         batch_patients: patients simulated per call (bounds memory; all calls share a shape).
         chunk_size: the engine's vectorised chunk (default ``default_chunk_size()``).
+        progress: optional callable, called after every simulated batch with the number of
+            patient simulations done so far, summed over arms (it ends at ``n_draws ·
+            n_per_arm · len(arms)``); for progress bars only, it changes no result.
 
     Returns:
         ``TrialResult`` (table per draw × arm; per-patient endpoints; trajectories on request).
@@ -305,14 +315,26 @@ def simulate_trial(
     design = TrialDesign() if design is None else design
     arms = as_arms(arms)
     model = trial_structural(source.spec, structural)
+    if "PLT" not in model.outputs:
+        raise ItpPdError(f"the model of spec {source.spec.name} has no PLT output (outputs: "
+                         f"{', '.join(model.outputs)}); virtual trials need the ITP model")
     visits = design.visit_days()
     seed = numpy_seed(key)
     n, n_draws = design.n_per_arm, source.n_draws
     params, bsa = _sample_enrolment(source, design, seed)
 
+    done = 0
+
+    def advance(count):
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done)
+
     predicted, status = [], []
     for template in arm_templates(model, arms, visits).values():
-        platelets, arm_status = _simulate_arm_batches(model, template, params, bsa, batch_patients, chunk_size)
+        platelets, arm_status = _simulate_arm_batches(model, template, params, bsa, batch_patients, chunk_size,
+                                                      on_batch=advance)
         predicted.append(platelets.reshape(n_draws, n, -1))
         status.append(arm_status.reshape(n_draws, n))
     predicted = np.stack(predicted, axis=1)  # (n_draws, n_arms, n, n_visits)

@@ -1,0 +1,67 @@
+"""Command line ``itp-pd``: thin wrappers over the library, one module per subcommand.
+
+Exit codes: 0 success; 2 bad input (dataset, recipe, arguments, regimen, existing output
+folder); 1 an unexpected internal error (run again with ``--debug`` for the traceback);
+130 interrupted (Ctrl-C). Results go to stdout, progress and errors to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import data_commands, demo, fit_commands, simulate, trial
+from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, enable_float64
+
+__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "build_parser", "main"]
+
+SUBCOMMANDS = (demo, data_commands, simulate, fit_commands, trial)
+
+EPILOG = """exit codes: 0 success; 2 bad input (the message says what and how to fix it);
+1 internal error (run again with --debug and report the traceback); 130 interrupted.
+
+start with:  itp-pd demo          (synthetic trial → fit → report → arm comparison)
+more:        itp-pd <command> --help
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="itp-pd",
+        description="Mechanistic PD of immune thrombocytopenia: check data, simulate regimens, "
+                    "fit hierarchically, diagnose fits, run virtual trials.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for module in SUBCOMMANDS:
+        module.register(commands)
+    return parser
+
+
+def main(argv=None) -> int:
+    from ..errors import ItpPdError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    enable_float64()
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"itp-pd {args.command}: interrupted; no output folder was written or replaced", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ItpPdError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+        if args.debug:
+            raise
+        print(f"itp-pd {args.command}: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as error:  # noqa: BLE001 - the user gets one paragraph, --debug the rest
+        if args.debug:
+            raise
+        print(
+            f"itp-pd {args.command}: internal error ({type(error).__name__}: {error}); "
+            "run again with --debug and report the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
