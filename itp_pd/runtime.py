@@ -6,6 +6,7 @@ The library never changes global JAX flags on import; an entry point calls these
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -33,3 +34,15 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path:
     # Only programs worth keeping: the small host-side helpers compile in milliseconds.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     return directory
+
+
+def progress_bar(total: int, description: str, *, enabled: bool = True):
+    """A tqdm progress bar on stderr (tqdm comes with NumPyro); inert when ``enabled`` is false.
+
+    Use as a context manager or call ``close()``; ``bar.update(done - bar.n)`` follows a
+    callback that reports a running total.
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, file=sys.stderr, disable=not enabled, leave=True,
+                dynamic_ncols=True)

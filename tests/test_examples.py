@@ -2,6 +2,7 @@
 
 import importlib.util
 from pathlib import Path
+import numpy as np
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -83,3 +84,24 @@ def test_forecast_patient_example_writes_its_forecast(tmp_path):
     table = pd.read_csv(tmp_path / "forecast.csv")
     assert list(table["arm"]) == ["control"] and table["overall_response"].between(0, 1).all()
     assert forecast.ess > 1
+
+
+def test_simulate_itp_trial_example_writes_a_trial_that_reads_back(tmp_path):
+    from itp_pd.data import read_nonmem
+
+    out = tmp_path / "itp.csv"
+    dataset, truth = _load("simulate_itp_trial").main(["--per-arm", "2", "--weeks", "4", "--out", str(out)])
+    again = read_nonmem(out)
+    assert len(again.patients()) == 4 and set(again.table["ARM"]) == {0.0, 1.0}
+    measured = again.table[again.table["EVID"] == 0]
+    assert (measured["DV"] > 0).all() and len(truth["PLT0"]) == 4
+
+
+def test_calibration_example_prints_every_target_row(tmp_path):
+    import json
+
+    rows = _load("calibration").main(["--patients", "40", "--prior-draws", "2", "--prior-patients", "10",
+                                      "--json", str(tmp_path / "calibration.json")])
+    written = json.loads((tmp_path / "calibration.json").read_text())
+    assert [r["id"] for r in written] == [r["id"] for r in rows] and len(rows) >= 10
+    assert all(np.isfinite(r["simulated"]) for r in rows)

@@ -73,6 +73,8 @@ def test_arm_text_joins_regimens_and_unknown_names_are_refused_with_a_suggestion
     assert [r.name for r in arm.regimens] == ["rituximab 100 mg weekly x4", "iguratimod 25 mg qd 12 weeks"]
     with pytest.raises(RegimenError, match="did you mean 'rituximab 100 mg weekly x6'"):
         make_arm("rituximab 100mg weekly x6")
+    with pytest.raises(RegimenError, match="named arm.*write its regimens instead: 'rituximab 375 mg/m2 weekly x4'"):
+        make_arm("rituximab 375 mg/m2 x4 + iguratimod 25 mg qd 12 weeks")
 
 
 def test_regimen_file_adds_regimens_and_arms(tmp_path):

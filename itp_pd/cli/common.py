@@ -1,4 +1,4 @@
-"""What every subcommand shares: exit codes, output folders written atomically, progress bars."""
+"""What every subcommand shares: exit codes, output folders written atomically, argument types."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+from ..runtime import progress_bar
+
+__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "check_fresh_output", "enable_float64",
+           "positive_float", "positive_int", "progress_bar", "say", "staged_output"]
 
 # Exit codes scripts can rely on (also in ``itp-pd --help``).
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -47,14 +52,6 @@ def staged_output(out: Path, force: bool):
     if out.exists():
         shutil.rmtree(out)
     shutil.move(str(staging), str(out))
-
-
-def progress_bar(total: int, description: str, *, enabled: bool = True):
-    """A tqdm bar on stderr (tqdm comes with NumPyro); a no-op object when disabled."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, file=sys.stderr, disable=not enabled, leave=True,
-                dynamic_ncols=True)
 
 
 def say(message: str, *, quiet: bool = False) -> None:

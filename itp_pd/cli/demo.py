@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, check_fresh_output, say, staged_output
+from .common import EXIT_OK, check_fresh_output, positive_float, positive_int, say, staged_output
 
 DEMO_EPILOG = """examples:
   itp-pd demo                          # the full demo into ./itp-pd-demo (about 10 minutes on a laptop CPU)
@@ -18,26 +18,20 @@ P(better)), DIR/data/ (the synthetic dataset and the true parameters), DIR/fit.t
 """
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def run_demo(args) -> int:
     from ..demo import DemoSettings, run_demo as run
 
     out = Path(args.out)
     check_fresh_output(out, args.force)
-    settings = DemoSettings(per_arm=args.per_arm, steps=args.steps, draws=args.draws, vpc_draws=args.vpc_draws,
+    settings = DemoSettings(per_arm=args.per_arm, steps=args.steps, learning_rate=args.learning_rate,
+                            draws=args.draws, vpc_draws=args.vpc_draws,
                             trial_draws=args.trial_draws, trial_patients=args.trial_patients, seed=args.seed)
     with staged_output(out, args.force) as staging:
         result = run(staging, settings, progress=not args.quiet, say=lambda m: say(m, quiet=args.quiet))
-    summary = result.fit_summary[["mean", "q5", "q95"]]
-    print("fitted population parameters (posterior mean and 90% interval):")
+    summary = result.fit_summary[["mean", "q5", "q95"]].copy()
+    summary["truth"] = [result.truth.get(name, float("nan")) for name in summary.index]
+    print("population parameters: posterior mean and 90% interval, and the truth that generated the data")
     print(summary.round(4).to_string())
-    print("truth: " + ", ".join(f"{k} {v:.4g}" for k, v in result.truth_summary.items()))
     table = result.comparison
     rows = table[table["endpoint"].isin(["overall_response", "complete_response", "sustained_response"])]
     print("\neach arm against control (difference in response rate, 90% credible interval, P(better)):")
@@ -63,14 +57,16 @@ def register(commands) -> None:
     )
     demo.add_argument("--out", default="itp-pd-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--force", action="store_true", help="replace an existing output folder")
-    demo.add_argument("--per-arm", type=_positive, default=60, help="patients per arm (default %(default)s)")
-    demo.add_argument("--steps", type=_positive, default=200, help="SVI steps (default %(default)s)")
-    demo.add_argument("--draws", type=_positive, default=100, help="posterior draws kept (default %(default)s)")
-    demo.add_argument("--vpc-draws", type=_positive, default=50,
+    demo.add_argument("--per-arm", type=positive_int, default=60, help="patients per arm (default %(default)s)")
+    demo.add_argument("--steps", type=positive_int, default=100, help="SVI steps (default %(default)s)")
+    demo.add_argument("--learning-rate", type=positive_float, default=0.03,
+                      help="SVI step size (Adam; default %(default)s)")
+    demo.add_argument("--draws", type=positive_int, default=50, help="posterior draws kept (default %(default)s)")
+    demo.add_argument("--vpc-draws", type=positive_int, default=40,
                       help="replicate trials for the VPC (default %(default)s)")
-    demo.add_argument("--trial-draws", type=_positive, default=20,
+    demo.add_argument("--trial-draws", type=positive_int, default=20,
                       help="posterior draws for the arm comparison (default %(default)s)")
-    demo.add_argument("--trial-patients", type=_positive, default=200,
+    demo.add_argument("--trial-patients", type=positive_int, default=150,
                       help="virtual patients per arm and draw (default %(default)s)")
     demo.add_argument("--seed", type=int, default=1, help="seed of everything (default %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress output")

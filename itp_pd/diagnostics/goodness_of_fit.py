@@ -171,5 +171,6 @@ def plot_individual_fits(rows: pd.DataFrame, band: np.ndarray, pred: np.ndarray,
     return save(fig, folder, "individual_fits.png", "Individual fits",
                 f"{len(ids)} patients spread over the ID range and arms: observed {output_name} (dots), the "
                 "median and 90% band of the individual prediction over posterior draws (blue) and the "
-                "population prediction (grey dashed). Observations should sit inside or near the band; "
-                "the band is the model prediction, without residual error.")
+                "population prediction (grey dashed), joined between observation times. Observations should "
+                "scatter around the band by the residual error; a run of points on one side means the model "
+                "misses that patient's course.")

@@ -63,6 +63,11 @@ def plot_loo(fit, result, table: pd.DataFrame, folder):
                f"unreliable and the patient is influential: {flagged}. Right: each patient's expected log "
                "predictive density; the five lowest (red) are the patients the model predicts worst — look at "
                "their individual fits first.")
+    if high.mean() > 0.3:
+        caption += (f" Here {100 * high.mean():.0f}% of patients exceed {K_LIMIT}: a patient's random effects are "
+                    "informed by their own data alone, so leaving a whole patient out moves the posterior too far "
+                    "for importance sampling, and elpd_loo is unreliable. Read k as a ranking of influence, and use "
+                    "K-fold cross-validation (refits without groups of patients) for a trustworthy elpd.")
     if fit.method == "svi":
         caption += (" SVI: the draws come from an approximation of the posterior, so the importance weights "
                     "also correct for the approximation, and high k may reflect it.")

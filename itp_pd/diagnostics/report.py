@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from ..runtime import progress_bar
 from . import convergence, goodness_of_fit, loo, parameters, vpc
 from .simulation import individual_predictions, observation_rows, population_predictions, simulate_replicates
 
@@ -42,12 +42,9 @@ def write_report(fit, folder: str | Path, settings: ReportSettings = ReportSetti
     tables ``convergence.csv``, ``observations.csv`` (DV, PRED, IPRED, NPD per row),
     ``shrinkage.csv``, ``prior_posterior.csv``, ``loo.csv``.
     """
-    from tqdm.auto import tqdm
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    steps = tqdm(total=8 + settings.vpc_draws, desc="report", file=sys.stderr, disable=not progress,
-                 dynamic_ncols=True)
+    steps = progress_bar(8 + settings.vpc_draws, "report", enabled=progress)
     sections = []
 
     table = convergence.convergence_table(fit)

@@ -111,6 +111,11 @@ def make_arm(text: str, *, regimens: Mapping[str, Regimen] | None = None, name: 
     unknown = [part for part in parts if part not in regimens]
     if unknown:
         known = [*regimens, *ARMS]
+        if unknown[0] in ARMS:  # a named arm inside a '+' combination
+            regimen_names = " + ".join(r.name for r in make_arm(unknown[0]).regimens)
+            raise RegimenError(
+                f"{unknown[0]!r} in arm {text!r} is a named arm, and only regimens can be joined with '+'; "
+                f"write its regimens instead: {regimen_names!r}")
         raise RegimenError(
             f"unknown regimen {unknown[0]!r}{suggestion(unknown[0], known)} in arm {text!r}. Known "
             f"regimens: {', '.join(regimens)}; named arms: {'; '.join(ARMS)}. Join regimens with "
