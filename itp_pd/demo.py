@@ -108,7 +108,8 @@ def write_demo_data(folder: Path, settings: DemoSettings) -> tuple[Path, pd.Data
 
 
 def write_demo_recipe(folder: Path, data_path: Path, settings: DemoSettings) -> Path:
-    """The demo's fit recipe (TOML), next to the data it names."""
+    """The demo's fit recipe (TOML) in ``folder``; the data path is relative to it, so the
+    folder can be moved (the demo writes into a staging folder that is renamed at the end)."""
     from .inference import file_sha256
 
     solver = ", ".join(f"{k} = {json.dumps(v)}" for k, v in FIT_SOLVER.items())
@@ -121,7 +122,7 @@ method = "svi"
 seed = {settings.seed}
 
 [data]
-path = {json.dumps(str(Path(data_path).resolve()))}
+path = {json.dumps(Path(data_path).relative_to(folder).as_posix())}
 sha256 = "{file_sha256(data_path)}"
 
 [model]

@@ -142,6 +142,9 @@ def test_demo_meets_its_output_contract_and_refuses_to_overwrite(tmp_path):
         "rituximab 375 mg/m2 weekly x4 + iguratimod 25 mg bid 26 weeks vs control"}
     assert {"difference", "lower", "upper", "probability_better"} <= set(comparison.columns)
     assert str(out / "report" / "index.html") in result.stdout
+    # the demo's fit folder stays usable after its staging folder was renamed into place
+    rediagnosed = itp_pd("diagnose", out / "fit", "--out", tmp_path / "report2", "--vpc-draws", 4, "--quiet")
+    assert rediagnosed.returncode == 0, rediagnosed.stderr
     again = itp_pd("demo", "--out", out, *tiny)
     assert again.returncode == 2 and "--force" in again.stderr
     assert no_staging_left(tmp_path)

@@ -60,6 +60,18 @@ class FinishedFit:
         return int(posterior.sizes["chain"] * posterior.sizes["draw"])
 
 
+def _find_recipe(recorded: Path, directory: Path) -> Path:
+    """The recipe where the manifest says, or, when the project moved, beside the fit folder
+    (``<recipe folder>/<name>/`` is where ``itp-pd fit`` writes)."""
+    if recorded.is_file():
+        return recorded
+    moved = directory.resolve().parent / recorded.name
+    if moved.is_file():
+        return moved
+    raise FitFolderError(f"the recipe of this fit, {recorded}, is gone (not found beside {directory} either); "
+                         "restore it, or fit again")
+
+
 def load_fit(directory: str | Path) -> FinishedFit:
     """Read a fit folder written by ``write_fit`` and rebuild its model and data.
 
@@ -87,7 +99,7 @@ def load_fit(directory: str | Path) -> FinishedFit:
     if not recipe_path:
         raise FitFolderError(f"{directory}/manifest.json names no recipe (the fit ran on an in-memory "
                              "dataset); write the dataset and a recipe to files and fit with `itp-pd fit`")
-    recipe = load_recipe(recipe_path)
+    recipe = load_recipe(_find_recipe(Path(recipe_path), directory))
     if manifest.get("recipe_sha256") and recipe.sha256 != manifest["recipe_sha256"]:
         raise FitFolderError(f"the recipe {recipe_path} changed since this fit (sha256 differs from "
                              f"{directory}/manifest.json); fit it again, or restore the recipe")

@@ -46,7 +46,8 @@ def plot_loo(fit, result, table: pd.DataFrame, folder):
     axes[0].axhline(K_LIMIT, color="grey", linestyle="--", linewidth=0.9)
     axes[0].set_xlabel("patient ID")
     axes[0].set_ylabel("Pareto k")
-    for pid, value in zip(ids[high], k[high]):
+    labelled = np.argsort(k)[::-1][:min(int(high.sum()), 8)]  # the most influential, not a wall of labels
+    for pid, value in zip(ids[labelled], k[labelled]):
         axes[0].annotate(f"{pid:g}", (pid, value), fontsize=7, xytext=(2, 2), textcoords="offset points")
     elpd = table["elpd"].to_numpy()
     worst = np.argsort(elpd)[:5]
@@ -57,7 +58,8 @@ def plot_loo(fit, result, table: pd.DataFrame, folder):
     axes[1].set_xlabel("patient ID")
     axes[1].set_ylabel("elpd of the patient left out")
     fig.tight_layout()
-    flagged = ", ".join(f"{pid:g}" for pid in ids[high]) or "none"
+    flagged = (", ".join(f"{pid:g}" for pid in ids[high]) or "none") if high.sum() <= 10 else (
+        f"{int(high.sum())} patients; the {len(labelled)} highest are labelled")
     caption = (f"PSIS-LOO with whole patients left out: elpd_loo {result.elpd_loo:.1f} (SE {result.se:.1f}), "
                f"p_loo {result.p_loo:.1f}. Left: Pareto k per patient; above {K_LIMIT} (dashed) the estimate is "
                f"unreliable and the patient is influential: {flagged}. Right: each patient's expected log "

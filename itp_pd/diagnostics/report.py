@@ -36,7 +36,7 @@ def write_report(fit, folder: str | Path, settings: ReportSettings = ReportSetti
                  progress: bool = True) -> Path:
     """Write the report of ``fit`` (``load_fit``) into ``folder``; returns ``folder/index.html``.
 
-    Files: ``index.html``; figures ``trace.png``, ``rank.png`` (MCMC/SVI), ``loss.png`` (SVI/MAP),
+    Files: ``index.html``; figures ``trace.png`` (NUTS/SVI), ``rank.png`` (NUTS), ``loss.png`` (SVI/MAP),
     ``observed_vs_predicted.png``, ``npd.png``, ``individual_fits.png``, ``vpc.png``,
     ``pcvpc.png``, ``shrinkage.png``, ``prior_posterior.png``, ``loo.png`` (not for MAP);
     tables ``convergence.csv``, ``observations.csv`` (DV, PRED, IPRED, NPD per row),
@@ -51,7 +51,9 @@ def write_report(fit, folder: str | Path, settings: ReportSettings = ReportSetti
     table.to_csv(folder / "convergence.csv", float_format="%.6g")
     figures = []
     if fit.method in ("nuts", "svi"):
-        figures += [convergence.plot_trace(fit, folder), convergence.plot_rank(fit, folder)]
+        figures.append(convergence.plot_trace(fit, folder))
+    if fit.method == "nuts":  # ranks compare chains; SVI's one "chain" of independent draws is flat by construction
+        figures.append(convergence.plot_rank(fit, folder))
     if fit.losses is not None:
         figures.append(convergence.plot_losses(fit, folder))
     sections.append(("Convergence", convergence.convergence_facts(fit), table, figures))
