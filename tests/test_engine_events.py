@@ -127,11 +127,11 @@ def test_missing_parameters_are_named():
         simulate_population(one_compartment_model(), {"CL": jnp.ones(1)}, population)
 
 
-def test_the_readme_tour_runs():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    tour = re.search(r"## A short tour\n+```python\n(.*?)```", readme, re.S).group(1)
+def test_the_engine_tour_of_the_reference_runs():
+    reference = (Path(__file__).parents[1] / "docs" / "reference.md").read_text()
+    tour = re.search(r"## A tour of the engine\n.*?```python\n(.*?)```", reference, re.S).group(1)
     namespace = {}
-    exec(compile(tour, "README.md", "exec"), namespace)  # the README's own code, not user input
+    exec(compile(tour, "docs/reference.md", "exec"), namespace)  # the docs' own code, not user input
     result = namespace["result"]
     assert np.all(np.asarray(result.status) == 0)
     assert float(jnp.min(result.predictions[:, :53])) < 0.5
