@@ -67,6 +67,8 @@ def test_an_unknown_subcommand_or_option_is_a_usage_error():
     assert itp_pd("frobnicate").returncode == 2
     result = itp_pd("demo", "--per-arm", "0")
     assert result.returncode == 2 and "≥ 1" in result.stderr
+    result = itp_pd("diagnose", ".", "--vpc-draws", "0")
+    assert result.returncode == 2 and "--vpc-draws" in result.stderr and "≥ 1" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -97,6 +97,15 @@ def test_a_folder_that_is_not_a_fit_is_refused_with_what_is_missing(tmp_path):
 N_PATIENTS = 20  # simulated from the PK spec itself, 7 samples each: the model is correct
 
 
+def test_a_damaged_fit_folder_is_refused_naming_the_file(tmp_path):
+    from itp_pd.diagnostics.fit_folder import REQUIRED_FILES
+
+    for name in REQUIRED_FILES:
+        (tmp_path / name).write_text("{not json")
+    with pytest.raises(FitFolderError, match="manifest.json is not readable JSON.*fit again"):
+        load_fit(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def pk_report(tmp_path_factory):
     """A small NUTS fit of the generic PK model (2 chains; fitted here: fit outputs are not

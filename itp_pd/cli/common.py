@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+from ..output_folder import replaced_atomically
 from ..runtime import progress_bar
 
-__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "check_fresh_output", "enable_float64",
+__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "add_output_options", "check_fresh_output", "enable_float64",
            "positive_float", "positive_int", "progress_bar", "say", "staged_output"]
 
 # Exit codes scripts can rely on (also in ``itp-pd --help``).
@@ -34,24 +33,19 @@ def check_fresh_output(out: Path, force: bool) -> None:
 
 @contextlib.contextmanager
 def staged_output(out: Path, force: bool):
-    """Yield a staging folder beside ``out``; on success it replaces ``out`` in one rename.
-
-    A run that fails or is interrupted removes its staging folder and leaves ``out`` as it was
-    (absent, or the previous complete result): nothing half-written.
-    """
-    out = Path(out)
-    check_fresh_output(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".itp-pd-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; results are for the team
-    try:
+    """``--force``-checked ``replaced_atomically``: yield a staging folder that becomes ``out``
+    on success; a failed or interrupted run leaves ``out`` as it was (nothing half-written)."""
+    check_fresh_output(Path(out), force)
+    with replaced_atomically(out, prefix=".itp-pd-") as staging:
         yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.move(str(staging), str(out))
+
+
+def add_output_options(parser, *, default: str | None, default_text: str | None = None) -> None:
+    """``--out``, ``--force`` and ``--quiet``, the same on every subcommand that writes a folder."""
+    shown = default_text or "%(default)s"
+    parser.add_argument("--out", default=default, help=f"output folder (default: {shown})")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
 def say(message: str, *, quiet: bool = False) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, check_fresh_output, positive_float, positive_int, say, staged_output
+from .common import EXIT_OK, add_output_options, check_fresh_output, positive_float, positive_int, say, staged_output
 
 DEMO_EPILOG = """examples:
   itp-pd demo                          # the full demo into ./itp-pd-demo (about 10 minutes on a laptop CPU)
@@ -55,8 +55,7 @@ def register(commands) -> None:
                     "alternative regimens by virtual trials from the posterior.",
         epilog=DEMO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--out", default="itp-pd-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--force", action="store_true", help="replace an existing output folder")
+    add_output_options(demo, default="itp-pd-demo")
     demo.add_argument("--per-arm", type=positive_int, default=60, help="patients per arm (default %(default)s)")
     demo.add_argument("--steps", type=positive_int, default=100, help="SVI steps (default %(default)s)")
     demo.add_argument("--learning-rate", type=positive_float, default=0.03,
@@ -69,5 +68,4 @@ def register(commands) -> None:
     demo.add_argument("--trial-patients", type=positive_int, default=150,
                       help="virtual patients per arm and draw (default %(default)s)")
     demo.add_argument("--seed", type=int, default=1, help="seed of everything (default %(default)s)")
-    demo.add_argument("--quiet", action="store_true", help="no progress output")
     demo.set_defaults(run=run_demo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, check_fresh_output, say, staged_output
+from .common import EXIT_OK, add_output_options, check_fresh_output, positive_int, say, staged_output
 
 FIT_EPILOG = """examples:
   itp-pd fit fits/pk_2cmt_example.toml              # NUTS as the recipe says → fits/pk_2cmt_example/
@@ -69,9 +69,7 @@ def register(commands) -> None:
     )
     fit.add_argument("recipe", help="fit recipe TOML")
     fit.add_argument("--method", choices=("nuts", "svi", "map"), help="override the recipe's method")
-    fit.add_argument("--out", help="output folder (default: <recipe folder>/<name>/)")
-    fit.add_argument("--force", action="store_true", help="replace an existing output folder")
-    fit.add_argument("--quiet", action="store_true", help="no progress output")
+    add_output_options(fit, default=None, default_text="<recipe folder>/<name>/")
     fit.set_defaults(run=run_fit)
 
     diagnose = commands.add_parser(
@@ -81,12 +79,10 @@ def register(commands) -> None:
         epilog=DIAGNOSE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     diagnose.add_argument("fit_dir", help="a fit's output folder (from itp-pd fit)")
-    diagnose.add_argument("--out", help="report folder (default: <fit_dir>/report)")
-    diagnose.add_argument("--vpc-draws", type=int, default=100,
+    add_output_options(diagnose, default=None, default_text="<fit_dir>/report")
+    diagnose.add_argument("--vpc-draws", type=positive_int, default=100,
                           help="simulated replicates of the dataset for the VPC and NPD (default %(default)s)")
-    diagnose.add_argument("--patients-per-page", type=int, default=16,
+    diagnose.add_argument("--patients-per-page", type=positive_int, default=16,
                           help="patients on the individual-fit page (default %(default)s)")
     diagnose.add_argument("--seed", type=int, default=1, help="seed of the simulations")
-    diagnose.add_argument("--force", action="store_true", help="replace an existing report folder")
-    diagnose.add_argument("--quiet", action="store_true", help="no progress output")
     diagnose.set_defaults(run=run_diagnose)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
+from .common import EXIT_OK, add_output_options, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
 
 EPILOG = """examples:
   itp-pd simulate control combination
@@ -94,7 +94,5 @@ def register(commands) -> None:
     parser.add_argument("--fit", type=Path, metavar="RECIPE.toml",
                         help="use the posterior median of this finished fit instead of the default "
                              "calibrated population")
-    parser.add_argument("--out", default="itp-pd-simulate", help="output folder (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_output_options(parser, default="itp-pd-simulate")
     parser.set_defaults(run=run_simulate)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import EXIT_OK, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
+from .common import EXIT_OK, add_output_options, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
 
 EPILOG = """examples:
   itp-pd trial control combination
@@ -117,7 +117,5 @@ def register(commands) -> None:
                         help="extra regimens and arms (format: itp_pd/trial/regimens.py, "
                              "example: examples/regimens.toml)")
     parser.add_argument("--seed", type=int, default=1, help="seed of draws and patients (default: %(default)s)")
-    parser.add_argument("--out", default="itp-pd-trial", help="output folder (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_output_options(parser, default="itp-pd-trial")
     parser.set_defaults(run=run_trial)

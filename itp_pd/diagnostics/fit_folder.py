@@ -60,6 +60,14 @@ class FinishedFit:
         return int(posterior.sizes["chain"] * posterior.sizes["draw"])
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise FitFolderError(f"{path} is not readable JSON ({error}); the fit folder is damaged: fit again "
+                             "with `itp-pd fit <recipe> --force`") from None
+
+
 def _find_recipe(recorded: Path, directory: Path) -> Path:
     """The recipe where the manifest says, or, when the project moved, beside the fit folder
     (``<recipe folder>/<name>/`` is where ``itp-pd fit`` writes)."""
@@ -93,8 +101,7 @@ def load_fit(directory: str | Path) -> FinishedFit:
     if missing:
         raise FitFolderError(f"{directory} is not a finished fit: {', '.join(missing)} missing; run "
                              "`itp-pd fit <recipe>` to produce it")
-    manifest = json.loads((directory / "manifest.json").read_text())
-    diagnostics = json.loads((directory / "diagnostics.json").read_text())
+    manifest, diagnostics = (_read_json(directory / name) for name in ("manifest.json", "diagnostics.json"))
     recipe_path = manifest.get("recipe")
     if not recipe_path:
         raise FitFolderError(f"{directory}/manifest.json names no recipe (the fit ran on an in-memory "
@@ -108,12 +115,18 @@ def load_fit(directory: str | Path) -> FinishedFit:
     model, population, observed = build_model(spec, dataset, structural=recipe_structural(recipe, spec),
                                               random_effects=recipe.random_effects,
                                               correlated=recipe.correlated)
-    losses_file = directory / "losses.csv"
-    losses = pd.read_csv(losses_file)["loss"].to_numpy() if losses_file.is_file() else None
+    try:
+        losses_file = directory / "losses.csv"
+        losses = pd.read_csv(losses_file)["loss"].to_numpy() if losses_file.is_file() else None
+        idata = az.from_netcdf(directory / "posterior.nc")
+        summary = pd.read_csv(directory / "summary.csv", index_col="parameter")
+    except (OSError, ValueError, KeyError) as error:
+        raise FitFolderError(f"{directory} has an unreadable file ({type(error).__name__}: {error}); "
+                             "the fit folder is damaged: fit again with `itp-pd fit <recipe> --force`") from None
     return FinishedFit(
         directory=directory,
-        idata=az.from_netcdf(directory / "posterior.nc"),
-        summary=pd.read_csv(directory / "summary.csv", index_col="parameter"),
+        idata=idata,
+        summary=summary,
         diagnostics=diagnostics,
         manifest=manifest,
         losses=losses,

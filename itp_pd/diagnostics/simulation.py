@@ -20,15 +20,14 @@ import numpy as np
 import pandas as pd
 from numpyro.infer import Predictive
 
+from ..inference import population_sites
 from ..trial.population import numpy_seed
 
-POPULATION_LEVEL = ("pop_", "omega_", "beta_", "sigma_", "corr_chol_IIV")
-
-
 def population_level_sites(posterior) -> list[str]:
-    """Names of the population-level latent sites of a posterior (no etas, no deterministics)."""
-    return sorted(name for name in posterior.data_vars
-                  if name.startswith(POPULATION_LEVEL) and name != "corr_IIV")
+    """Names of the population-level latent sites of a posterior (no etas, no deterministics):
+    the fit's population parameters and, when estimated, the Cholesky factor of the IIV
+    correlation."""
+    return population_sites(posterior.data_vars) + [name for name in ("corr_chol_IIV",) if name in posterior]
 
 
 def flat_draws(posterior, names) -> dict[str, np.ndarray]:

@@ -25,9 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -36,6 +34,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from ..output_folder import replaced_atomically
 from .recipe import file_sha256
 
 POPULATION_PREFIXES = ("pop_", "omega_", "beta_", "sigma_")
@@ -172,10 +171,7 @@ def manifest(recipe, spec, *, seed: int) -> dict:
 def write_fit(result, directory: str | Path) -> Path:
     """Write a fit's artefacts to ``directory`` atomically (see the module docstring)."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it private; a fit's results are for the team
+    with replaced_atomically(directory) as staging:
         result.idata.to_netcdf(staging / "posterior.nc")
         result.summary.to_csv(staging / "summary.csv", float_format="%.6g")
         (staging / "diagnostics.json").write_text(json.dumps(result.diagnostics, indent=2) + "\n")
@@ -184,15 +180,4 @@ def write_fit(result, directory: str | Path) -> Path:
         if losses is not None:
             pd.DataFrame({"step": np.arange(1, len(losses) + 1), "loss": losses}).to_csv(
                 staging / "losses.csv", index=False, float_format="%.8g")
-        previous = None
-        if directory.exists():
-            previous = directory.with_name(f".{directory.name}.previous")
-            shutil.rmtree(previous, ignore_errors=True)
-            os.replace(directory, previous)
-        os.replace(staging, directory)
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory
