@@ -113,8 +113,9 @@ def _finite_or_none(value):
     return value if np.isfinite(value) else None
 
 
-def diagnostics(draws, summary: pd.DataFrame, *, solver_failures: int) -> dict:
-    """Convergence and cost figures of a fit (JSON-ready)."""
+def diagnostics(draws, summary: pd.DataFrame, *, solver_failures: int, device=None) -> dict:
+    """Convergence and cost figures of a fit (JSON-ready); ``device``: where it ran (default
+    JAX's default device)."""
     divergences = int(np.sum(draws.sample_stats["diverging"])) if "diverging" in draws.sample_stats else 0
     chains, n_draws = next(iter(draws.samples.values())).shape[:2]
     return {
@@ -130,18 +131,19 @@ def diagnostics(draws, summary: pd.DataFrame, *, solver_failures: int) -> dict:
         "compile_s": round(draws.compile_s, 3),
         "run_s": round(draws.run_s, 3),
         "final_loss": _finite_or_none(draws.losses[-1]) if draws.losses is not None else None,
-        "device": device_description(),
+        "device": device_description(device),
     }
 
 
-def device_description() -> str:
-    """The JAX backend and device kind, e.g. ``cpu: cpu (2 cores)`` or ``gpu: NVIDIA H100``."""
-    device = jax.devices()[0]
+def device_description(device=None) -> str:
+    """The JAX backend and device kind, e.g. ``cpu: cpu (2 cores)`` or ``gpu: NVIDIA H100``, of
+    ``device`` (default: JAX's default device)."""
+    device = device or jax.devices()[0]
     detail = f" ({os.cpu_count()} cores)" if device.platform == "cpu" else ""
     return f"{device.platform}: {device.device_kind}{detail}"
 
 
-def manifest(recipe, spec, *, seed: int) -> dict:
+def manifest(recipe, spec, *, seed: int, device=None) -> dict:
     """Provenance of a fit: versions, hashes, seed, command line, device."""
     versions = {}
     for package in PACKAGES:
@@ -163,7 +165,7 @@ def manifest(recipe, spec, *, seed: int) -> dict:
         "command_line": sys.argv,
         "python": platform.python_version(),
         "packages": versions,
-        "device": device_description(),
+        "device": device_description(device),
         "x64": bool(jax.config.jax_enable_x64),
     }
 

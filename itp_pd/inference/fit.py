@@ -19,6 +19,7 @@ from ..data import read_nonmem
 from ..spec import load_spec, read_values
 from ..stats.model import SOLVER_FAILURES, build_model
 from ..structural import SolverConfig, model_from_spec
+from ..devices import on_device
 from .artefacts import diagnostics, manifest, summary_table, to_inference_data, write_fit
 from .recipe import FitRecipe, load_recipe
 from .samplers import Draws, run_nuts, run_optimiser
@@ -82,11 +83,23 @@ def fit(recipe: FitRecipe | str | Path, *, progress: bool = True, dataset=None, 
         recipe = dataclasses.replace(recipe, data_sha256=None, data_path="<in memory>")
     model, population, observed = build_model(spec, dataset, structural=structural,
                                               random_effects=recipe.random_effects, correlated=recipe.correlated)
+    failures_before = SOLVER_FAILURES.evaluations
+    # The batch a device sees is every patient of every vectorised chain.
+    batch = model.n_patients * (recipe.nuts.chains if recipe.method == "nuts" else 1)
+    with on_device(recipe.device, batch=batch) as device:
+        draws, output_key = _run_method(recipe, model, observed, progress)
+        idata = to_inference_data(draws, model, observed, population, dataset, key=output_key)
+    summary = summary_table(idata)
+    report = diagnostics(draws, summary, solver_failures=SOLVER_FAILURES.evaluations - failures_before,
+                         device=device)
+    return FitResult(recipe, idata, summary, report, manifest(recipe, spec, seed=recipe.seed, device=device), draws)
+
+
+def _run_method(recipe, model, observed, progress):
+    """The recipe's method on ``model``: ``(draws, key for the output's simulations)``."""
     obs = jnp.asarray(observed.value)
     key = jax.random.PRNGKey(recipe.seed)
     init_key, run_key, output_key = jax.random.split(key, 3)
-    failures_before = SOLVER_FAILURES.evaluations
-
     if recipe.method == "nuts":
         init_values = None
         compile_before = 0.0
@@ -104,11 +117,7 @@ def fit(recipe: FitRecipe | str | Path, *, progress: bool = True, dataset=None, 
         settings = recipe.svi if recipe.method == "svi" else recipe.map
         draws, _, _ = run_optimiser(model, model.data, obs, recipe.method, settings, key=run_key,
                                     progress=progress)
-
-    idata = to_inference_data(draws, model, observed, population, dataset, key=output_key)
-    summary = summary_table(idata)
-    report = diagnostics(draws, summary, solver_failures=SOLVER_FAILURES.evaluations - failures_before)
-    return FitResult(recipe, idata, summary, report, manifest(recipe, spec, seed=recipe.seed), draws)
+    return draws, output_key
 
 
 def run_recipe(path: str | Path, *, progress: bool = True) -> Path:

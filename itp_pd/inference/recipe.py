@@ -11,6 +11,7 @@ Format (paths are relative to the recipe file)::
     name = "pk_2cmt_example"      # output folder fits/<name>/
     method = "nuts"               # "nuts", "svi" or "map"
     seed = 1
+    device = "auto"               # optional: "auto" (GPU for wide batches), "cpu" or "gpu"
 
     [data]
     path = "../examples/data/pk_trial.csv"
@@ -37,6 +38,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..devices import DEVICE_CHOICES
 from ..spec._problems import Problems, SpecProblem, spec_error, suggestion
 
 METHODS = ("nuts", "svi", "map")
@@ -102,6 +104,7 @@ class FitRecipe:
     map: MapSettings = field(default_factory=MapSettings)
     path: Path | None = None
     sha256: str | None = None
+    device: str = "auto"
 
     @property
     def output_dir(self) -> Path:
@@ -120,7 +123,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 _SECTIONS = {
-    "fit": {"name", "method", "seed"},
+    "fit": {"name", "method", "seed", "device"},
     "data": {"path", "sha256"},
     "model": {"spec", "values", "estimate", "random_effects", "correlated", "solver"},
     "nuts": set(NutsSettings.__dataclass_fields__),
@@ -220,6 +223,11 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         problems.add("fit.seed", repr(seed), "a non-negative integer", "add e.g. seed = 1 (fits must be reproducible)")
 
+    device = fit.get("device", "auto")
+    if device not in DEVICE_CHOICES:
+        problems.add("fit.device", repr(device), " or ".join(DEVICE_CHOICES),
+                     "choose one (auto: a GPU when present and the batch is wide enough)")
+
     data_path = spec_path = None
     if not isinstance(dataset.get("path"), str):
         problems.add("data.path", repr(dataset.get("path")), "the dataset CSV, relative to the recipe", "add it")
@@ -273,5 +281,5 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
         name=name, method=method, seed=seed, data_path=data_path, data_sha256=declared, spec_path=spec_path,
         values_path=values_path, estimate=estimate, random_effects=random_effects, correlated=correlated,
         solver=tuple(sorted(solver.items())), nuts=nuts, svi=svi, map=map_settings,
-        path=path, sha256=hashlib.sha256(raw).hexdigest(),
+        path=path, sha256=hashlib.sha256(raw).hexdigest(), device=device,
     )
