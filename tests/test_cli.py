@@ -13,7 +13,7 @@ from test_inference import write_recipe
 
 DATA = Path(__file__).parent / "data"
 EXAMPLE = Path(__file__).parents[1] / "examples" / "data" / "example_pk.csv"
-SUBCOMMANDS = ("demo", "check-data", "hash", "simulate", "fit", "diagnose", "trial")
+SUBCOMMANDS = ("demo", "check-data", "hash", "simulate", "fit", "diagnose", "trial", "batch")
 
 
 def itp_pd(*args, cwd=None):

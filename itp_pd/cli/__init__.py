@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import data_commands, demo, fit_commands, simulate, trial
+from . import batch, data_commands, demo, fit_commands, simulate, trial
 from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, enable_float64
 
 __all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "build_parser", "main"]
 
-SUBCOMMANDS = (demo, data_commands, simulate, fit_commands, trial)
+SUBCOMMANDS = (demo, data_commands, simulate, fit_commands, trial, batch)
 
 EPILOG = """exit codes: 0 success; 2 bad input (the message says what and how to fix it);
 1 internal error (run again with --debug and report the traceback); 130 interrupted.

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..output_folder import replaced_atomically
 from ..runtime import progress_bar
 
-__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "add_output_options", "check_fresh_output", "enable_float64",
+__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "add_device_option", "add_output_options",
+           "check_fresh_output", "enable_float64",
            "positive_float", "positive_int", "progress_bar", "say", "staged_output"]
 
 # Exit codes scripts can rely on (also in ``itp-pd --help``).
@@ -46,6 +47,14 @@ def add_output_options(parser, *, default: str | None, default_text: str | None 
     parser.add_argument("--out", default=default, help=f"output folder (default: {shown})")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def add_device_option(parser, *, default: str | None = "auto", default_text: str = "%(default)s") -> None:
+    """``--device auto|cpu|gpu`` (``itp_pd.devices``; the choices are spelled here so that
+    ``--help`` stays fast, without importing JAX)."""
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default=default,
+                        help="where to compute: auto (a GPU when present and the batch is wide enough), "
+                             f"cpu or gpu (default: {default_text})")
 
 
 def say(message: str, *, quiet: bool = False) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, add_output_options, check_fresh_output, positive_float, positive_int, say, staged_output
+from .common import EXIT_OK, add_device_option, add_output_options, check_fresh_output, positive_float, positive_int, say, staged_output
 
 DEMO_EPILOG = """examples:
   itp-pd demo                          # the full demo into ./itp-pd-demo (about 10 minutes on a laptop CPU)
@@ -20,13 +20,15 @@ P(better)), DIR/data/ (the synthetic dataset and the true parameters), DIR/fit.t
 
 def run_demo(args) -> int:
     from ..demo import DemoSettings, run_demo as run
+    from ..devices import on_device
 
     out = Path(args.out)
     check_fresh_output(out, args.force)
     settings = DemoSettings(per_arm=args.per_arm, steps=args.steps, learning_rate=args.learning_rate,
                             draws=args.draws, vpc_draws=args.vpc_draws,
                             trial_draws=args.trial_draws, trial_patients=args.trial_patients, seed=args.seed)
-    with staged_output(out, args.force) as staging:
+    # The demo's widest batches are its 120-patient fit and its trial batches of patients.
+    with on_device(args.device, batch=2 * args.per_arm), staged_output(out, args.force) as staging:
         result = run(staging, settings, progress=not args.quiet, say=lambda m: say(m, quiet=args.quiet))
     summary = result.fit_summary[["mean", "q5", "q95"]].copy()
     summary["truth"] = [result.truth.get(name, float("nan")) for name in summary.index]
@@ -56,6 +58,7 @@ def register(commands) -> None:
         epilog=DEMO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_output_options(demo, default="itp-pd-demo")
+    add_device_option(demo)
     demo.add_argument("--per-arm", type=positive_int, default=60, help="patients per arm (default %(default)s)")
     demo.add_argument("--steps", type=positive_int, default=100, help="SVI steps (default %(default)s)")
     demo.add_argument("--learning-rate", type=positive_float, default=0.03,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, add_output_options, check_fresh_output, positive_int, say, staged_output
+from .common import EXIT_OK, add_device_option, add_output_options, check_fresh_output, positive_int, say, staged_output
 
 FIT_EPILOG = """examples:
   itp-pd fit fits/pk_2cmt_example.toml              # NUTS as the recipe says → fits/pk_2cmt_example/
@@ -32,6 +32,8 @@ def run_fit(args) -> int:
     recipe = load_recipe(args.recipe)
     if args.method:
         recipe = dataclasses.replace(recipe, method=args.method)
+    if args.device:
+        recipe = dataclasses.replace(recipe, device=args.device)
     out = Path(args.out) if args.out else recipe.output_dir
     check_fresh_output(out, args.force)  # before minutes of fitting, not after
     result = fit(recipe, progress=not args.quiet)
@@ -69,6 +71,7 @@ def register(commands) -> None:
     )
     fit.add_argument("recipe", help="fit recipe TOML")
     fit.add_argument("--method", choices=("nuts", "svi", "map"), help="override the recipe's method")
+    add_device_option(fit, default=None, default_text="the recipe's [fit] device, else auto")
     add_output_options(fit, default=None, default_text="<recipe folder>/<name>/")
     fit.set_defaults(run=run_fit)
 

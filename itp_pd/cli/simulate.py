@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, add_output_options, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
+from .common import EXIT_OK, add_device_option, add_output_options, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
 
 EPILOG = """examples:
   itp-pd simulate control combination
@@ -44,6 +44,7 @@ def one_population(fit, seed: int):
 
 
 def run_simulate(args) -> int:
+    from ..devices import on_device
     from ..trial.plots import plot_platelet_bands
     from ..trial.regimens import resolve_arms
     from ..trial.trajectories import simulate_trajectories, weekly_visits
@@ -55,7 +56,8 @@ def run_simulate(args) -> int:
     visits = weekly_visits(args.weeks)
     say(f"simulating {args.patients} virtual patients × {len(arms)} arm(s) for {args.weeks:g} weeks "
         f"({population.description}); the first arm includes compilation", quiet=args.quiet)
-    with progress_bar(args.patients * len(arms), "patient-arms", enabled=not args.quiet) as bar:
+    with on_device(args.device, batch=args.patients), \
+            progress_bar(args.patients * len(arms), "patient-arms", enabled=not args.quiet) as bar:
         result = simulate_trajectories(population, arms, args.patients, visits, seed=args.seed,
                                        progress=lambda done: bar.update(done - bar.n))
     with staged_output(out, args.force) as staging:
@@ -95,4 +97,5 @@ def register(commands) -> None:
                         help="use the posterior median of this finished fit instead of the default "
                              "calibrated population")
     add_output_options(parser, default="itp-pd-simulate")
+    add_device_option(parser)
     parser.set_defaults(run=run_simulate)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import EXIT_OK, add_output_options, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
+from .common import EXIT_OK, add_device_option, add_output_options, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
 
 EPILOG = """examples:
   itp-pd trial control combination
@@ -41,7 +41,9 @@ def run_trial(args) -> int:
     import jax
     import pandas as pd
 
+    from ..devices import on_device
     from ..trial import TrialDesign, compare, population_source, simulate_trial, trial_power
+    from ..trial.virtual_trial import BATCH_PATIENTS
     from ..trial.plots import plot_power_curve, plot_response_over_time, plot_trajectories
     from ..trial.regimens import resolve_arms
 
@@ -55,7 +57,9 @@ def run_trial(args) -> int:
     say(f"virtual trial: {args.draws} draws × {args.patients} patients × {len(arms)} arm(s), "
         f"{args.weeks:g} weeks ({source.description}); the first arm includes compilation", quiet=args.quiet)
     total = args.draws * args.patients * len(arms)
-    with progress_bar(total, "patient-arms", enabled=not args.quiet) as bar:
+    # Patients are simulated in batches of at most BATCH_PATIENTS: that is the device's batch.
+    with on_device(args.device, batch=min(BATCH_PATIENTS, args.draws * args.patients)), \
+            progress_bar(total, "patient-arms", enabled=not args.quiet) as bar:
         result = simulate_trial(source, arms, design, key=trial_key, trajectories=True,
                                 progress=lambda done: bar.update(done - bar.n))
 
@@ -118,4 +122,5 @@ def register(commands) -> None:
                              "example: examples/regimens.toml)")
     parser.add_argument("--seed", type=int, default=1, help="seed of draws and patients (default: %(default)s)")
     add_output_options(parser, default="itp-pd-trial")
+    add_device_option(parser)
     parser.set_defaults(run=run_trial)

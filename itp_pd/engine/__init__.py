@@ -15,6 +15,7 @@ from .simulate import (
     STATUS_SOLVER_FAILED,
     Simulation,
     default_chunk_size,
+    patient_mesh,
     simulate,
     simulate_batch,
     simulate_population,
@@ -36,6 +37,7 @@ __all__ = [
     "simulate",
     "simulate_batch",
     "default_chunk_size",
+    "patient_mesh",
     "simulate_population",
     "stiffness",
 ]

@@ -20,6 +20,7 @@ from ..spec import load_spec, read_values
 from ..stats.model import SOLVER_FAILURES, build_model
 from ..structural import SolverConfig, model_from_spec
 from ..devices import on_device
+from ..engine import patient_mesh
 from .artefacts import diagnostics, manifest, summary_table, to_inference_data, write_fit
 from .recipe import FitRecipe, load_recipe
 from .samplers import Draws, run_nuts, run_optimiser
@@ -87,7 +88,8 @@ def fit(recipe: FitRecipe | str | Path, *, progress: bool = True, dataset=None, 
     # The batch a device sees is every patient of every vectorised chain.
     batch = model.n_patients * (recipe.nuts.chains if recipe.method == "nuts" else 1)
     with on_device(recipe.device, batch=batch) as device:
-        draws, output_key = _run_method(recipe, model, observed, progress)
+        model, chain_method = spread_over_devices(model, recipe, jax.devices(device.platform))
+        draws, output_key = _run_method(recipe, model, observed, progress, chain_method)
         idata = to_inference_data(draws, model, observed, population, dataset, key=output_key)
     summary = summary_table(idata)
     report = diagnostics(draws, summary, solver_failures=SOLVER_FAILURES.evaluations - failures_before,
@@ -95,7 +97,23 @@ def fit(recipe: FitRecipe | str | Path, *, progress: bool = True, dataset=None, 
     return FitResult(recipe, idata, summary, report, manifest(recipe, spec, seed=recipe.seed, device=device), draws)
 
 
-def _run_method(recipe, model, observed, progress):
+def spread_over_devices(model, recipe: FitRecipe, devices) -> tuple:
+    """``(model, chain_method)`` for a fit on ``devices`` (the chosen device and its peers).
+
+    With several devices, NUTS chains go one per device when there are enough devices (they
+    need no communication); otherwise the patients' ODE solves are split across the devices
+    (``shard_map``), population parameters replicated. One device: unchanged, chains
+    vectorised.
+    """
+    chains = recipe.nuts.chains if recipe.method == "nuts" else 1
+    if chains > 1 and len(devices) >= chains:
+        return model, "parallel"
+    if len(devices) > 1:
+        return model.with_mesh(patient_mesh(devices)), "vectorized"
+    return model, "vectorized"
+
+
+def _run_method(recipe, model, observed, progress, chain_method):
     """The recipe's method on ``model``: ``(draws, key for the output's simulations)``."""
     obs = jnp.asarray(observed.value)
     key = jax.random.PRNGKey(recipe.seed)
@@ -111,7 +129,7 @@ def _run_method(recipe, model, observed, progress):
                 init_values = guide.median(params)
             compile_before = start.compile_s
         draws = run_nuts(model, model.data, obs, recipe.nuts, key=run_key, init_values=init_values,
-                         progress=progress)
+                         progress=progress, chain_method=chain_method)
         draws.compile_s += compile_before
     else:
         settings = recipe.svi if recipe.method == "svi" else recipe.map

@@ -25,6 +25,7 @@ from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_media
 from numpyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal
 from numpyro.infer.util import unconstrain_fn
 
+from ..engine.sharded_closures import allow_sharded_closures
 from ..errors import SolverError
 from .recipe import MapSettings, NutsSettings, SviSettings
 
@@ -130,8 +131,9 @@ def _deterministic(model, data, obs, samples_flat, key):
     return {name: np.concatenate([np.asarray(p[name]) for p in pieces])[:n] for name in DERIVED_SITES}
 
 
-def run_nuts(model, data, obs, settings: NutsSettings, *, key, init_values=None, progress=True) -> Draws:
-    """NUTS with ``settings.chains`` vectorised chains.
+def run_nuts(model, data, obs, settings: NutsSettings, *, key, init_values=None, progress=True,
+             chain_method="vectorized") -> Draws:
+    """NUTS with ``settings.chains`` chains, vectorised in one program or one per device.
 
     Args:
         model, data, obs: from ``build_model`` / ``model_data`` and ``ObservedData.value``.
@@ -140,7 +142,11 @@ def run_nuts(model, data, obs, settings: NutsSettings, *, key, init_values=None,
         init_values: constrained values of the latent sites to start from (a MAP or SVI
             fit); each chain starts at a jittered copy. ``None``: prior medians.
         progress: show NumPyro's progress bar.
+        chain_method: ``"vectorized"`` (one program, any device count) or ``"parallel"`` (one
+            chain per device, NumPyro's ``pmap``; needs at least ``settings.chains`` devices).
     """
+    if chain_method == "parallel":
+        allow_sharded_closures()  # diffrax's reverse-mode loop under pmap (see that module)
     start_key, run_key = jax.random.split(key)
     values = init_values if init_values is not None else _latent_values(model, data, obs, start_key)
     compile_s = _compile_gradient(model, data, obs, values)
@@ -158,7 +164,7 @@ def run_nuts(model, data, obs, settings: NutsSettings, *, key, init_values=None,
         kernel = NUTS(model, dense_mass=settings.dense_mass, target_accept_prob=settings.target_accept,
                       max_tree_depth=settings.max_tree_depth, init_strategy=init_to_median(num_samples=15))
         mcmc = MCMC(kernel, num_warmup=settings.warmup, num_samples=settings.draws, num_chains=settings.chains,
-                    chain_method="vectorized", progress_bar=progress)
+                    chain_method=chain_method, progress_bar=progress)
         started = time.perf_counter()
         mcmc.run(run_key, init_params=init_params, extra_fields=("diverging", "num_steps", "accept_prob",
                                                                   "energy", "adapt_state.step_size"), **kwargs)
@@ -235,6 +241,21 @@ def _new_optimiser_program(model, method, settings, chunk):
     return svi, run_chunk
 
 
+def initial_state(svi, key, obs, data):
+    """``svi.init`` at the prior medians drawn with ``key``, as in a fresh process.
+
+    The guide of a cached ``_optimiser_program`` remembers the start it was first set up
+    with (NumPyro sets an autoguide up once); forgetting it makes a fit's start depend on its
+    own key only, not on which fit of the same shape ran earlier in the process (a batch
+    worker, a bootstrap). The compiled step does not depend on it: parameters come from the
+    state."""
+    svi.guide.prototype_trace = None
+    try:
+        return svi.init(key, obs=obs, data=data)
+    except RuntimeError as error:  # the guide starts at the prior medians, as NUTS does
+        raise _no_start(error) from None
+
+
 def run_optimiser(model, data, obs, method: str, settings: SviSettings | MapSettings, *, key,
                   progress=True) -> tuple[Draws, object, dict]:
     """SVI (``method="svi"``) or MAP (``"map"``) by Adam on the ELBO or the log density.
@@ -250,10 +271,7 @@ def run_optimiser(model, data, obs, method: str, settings: SviSettings | MapSett
     n_chunks = settings.steps // chunk
     with jax.numpy_dtype_promotion("standard"):
         svi, run_chunk = _optimiser_program(model, method, settings, chunk)
-        try:
-            state = svi.init(run_key, obs=obs, data=data)
-        except RuntimeError as error:  # the guide starts at the prior medians, as NUTS does
-            raise _no_start(error) from None
+        state = initial_state(svi, run_key, obs, data)
         compiled, compile_s = _compiled_chunk((model, method, settings, chunk), run_chunk, state, data, obs)
         started = time.perf_counter()
         losses = []

@@ -160,15 +160,16 @@ class HierarchicalModel:
     can be cached on it and reused for another dataset of the same padded shape.
     """
 
-    def __init__(self, spec, structural, etas, correlated, observations, data, population, chunk_size):
+    def __init__(self, spec, structural, etas, correlated, observations, data, population, chunk_size,
+                 mesh=None):
         self.spec, self.structural = spec, structural
         self.etas, self.correlated = tuple(etas), tuple(correlated)
         self.observations = tuple(observations)
         self.data, self.population = data, population
-        self.chunk_size = chunk_size
+        self.chunk_size, self.mesh = chunk_size, mesh
         shapes = tuple((jnp.shape(leaf), str(jnp.result_type(leaf))) for leaf in jax.tree.leaves(data))
         self._key = (spec, structural, self.etas, self.correlated, self.observations, shapes, chunk_size,
-                     population.n_patients)
+                     population.n_patients, mesh)
 
     def __eq__(self, other):
         return isinstance(other, HierarchicalModel) and self._key == other._key
@@ -179,6 +180,11 @@ class HierarchicalModel:
     @property
     def n_patients(self) -> int:
         return self.population.n_patients
+
+    def with_mesh(self, mesh) -> HierarchicalModel:
+        """The same model with its patients' solves split across ``mesh`` (``patient_mesh``)."""
+        return HierarchicalModel(self.spec, self.structural, self.etas, self.correlated, self.observations,
+                                 self.data, self.population, self.chunk_size, mesh)
 
     def __call__(self, obs=None, data=None):
         data = self.data if data is None else data
@@ -196,7 +202,7 @@ class HierarchicalModel:
 
         simulation = simulate_population(self.structural, params,
                                          dataclasses.replace(self.population, grid=data["grid"]),
-                                         chunk_size=self.chunk_size)
+                                         chunk_size=self.chunk_size, mesh=self.mesh)
         failed = simulation.status != 0
         numpyro.deterministic("solver_failures", jnp.sum(failed))
         jax.debug.callback(SOLVER_FAILURES.record, jnp.sum(failed))
@@ -247,6 +253,7 @@ def build_model(
     correlated: Sequence[str] = (),
     chunk_size: int | None = None,
     sizes: tuple[int, int, int] | None = None,
+    mesh=None,
 ):
     """The NumPyro model of ``dataset`` under ``spec``.
 
@@ -260,6 +267,9 @@ def build_model(
             correlation); the others are independent.
         chunk_size: passed to ``simulate_population``.
         sizes: padded ``(n_events, n_segments, n_obs)`` to force (default: bucketed to fit).
+        mesh: ``itp_pd.engine.patient_mesh(devices)`` to split the patients' ODE solves across
+            several devices (``shard_map``); population parameters are replicated on every
+            device, and the log-likelihood of each device's patients is summed across devices.
 
     Returns:
         ``(model, population, observed)``: the ``HierarchicalModel`` ``model(obs=None, data=None)``
@@ -287,5 +297,6 @@ def build_model(
             "list the parameters whose etas share a block"
         )
     observations = [o for o in spec.observations if o.dvid in present]
-    model = HierarchicalModel(spec, structural, etas, correlated, observations, default_data, population, chunk_size)
+    model = HierarchicalModel(spec, structural, etas, correlated, observations, default_data, population, chunk_size,
+                              mesh)
     return model, population, observed

@@ -45,6 +45,10 @@ TRIAL_SOLVER = SolverConfig(solver="bosh3", rtol=1e-4, atol=1e-7)
 AGE_MEAN, AGE_SD = 45.0, 14.0  # years; adult ITP trial populations [weak]
 SIX_MONTHS, TWELVE_MONTHS = 182.5, 365.0  # days
 
+# Patients per simulated batch: wide enough to fill a GPU, small enough to bound memory (a
+# batch of 2,048 one-year combination-arm patients holds ~0.5 GB of solver state on the CPU).
+BATCH_PATIENTS = 2048
+
 # Endpoint columns of a trial table, and which direction is better for ``compare``.
 ENDPOINTS = {
     "overall_response": "higher",
@@ -285,7 +289,7 @@ def simulate_trial(
     key,
     trajectories: bool = False,
     structural=None,
-    batch_patients: int = 2048,
+    batch_patients: int = BATCH_PATIENTS,
     chunk_size: int | None = None,
     progress=None,
 ) -> TrialResult:
