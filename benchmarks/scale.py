@@ -22,7 +22,7 @@
     python benchmarks/scale.py --device gpu --patients 1000 10000 100000 1000000 --crossover
 
 Defaults depend on the device: on a CPU the bootstrap is 4 replicates × 10 steps (one MAP
-step of this model costs ~0.8 s there); on a GPU 100 replicates × 200 steps, the issue's protocol.
+step of this model costs ~0.6 s there); on a GPU 100 replicates × 200 steps, the issue's protocol.
 """
 
 from __future__ import annotations

@@ -21,11 +21,12 @@ from .errors import ItpPdError
 
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 DEVICE_ENV = "ITP_PD_DEVICE"
-# Patients solved side by side from which a GPU is picked over the CPU ("auto"). Provisional:
-# no GPU was lent to the session that wrote this, so it is an estimate (a CPU core solves the
-# ITP model at ~0.4 ms per patient-year; an H100's adaptive loop costs ~10–50 µs per step for
-# any width up to its thousands of lanes). ``benchmarks/gpu.sh`` measures the crossover and
-# prints the value to put here.
+# Patients solved side by side from which a GPU is picked over the CPU ("auto"). Provisional,
+# not measured: no GPU was lent to the session that wrote it. The reasoning: the 2-core CPU
+# simulates ~490 patient-years/s at every batch from 500 up (benchmarks/scale.py), while a
+# GPU's adaptive loop costs about the same per step whatever the width up to its thousands of
+# lanes, so it can only win once a batch fills a good share of them. ``benchmarks/gpu.sh``
+# measures the crossover (``gpu_min_batch``) and that value belongs here.
 GPU_MIN_BATCH = 2048
 
 
