@@ -72,11 +72,12 @@ def test_recipe_problems_are_all_listed_with_the_field_and_the_fix(tmp_path):
     path = write_recipe(tmp_path)
     text = path.read_text().replace('method = "map"', 'method = "mcmc"').replace("seed = 3", 'seed = "x"')
     text = text.replace("steps = 400", "steps = -4").replace("[nuts]", "[nuts]\nchians = 2")
+    text = text.replace('method = "mcmc"', 'method = "mcmc"\ndevice = "tpu"')
     path.write_text(text)
     with pytest.raises(SpecError) as caught:
         load_recipe(path)
     message = str(caught.value)
-    for field in ("fit.method", "fit.seed", "map.steps", "nuts.chians"):
+    for field in ("fit.method", "fit.seed", "fit.device", "map.steps", "nuts.chians"):
         assert field in message, (field, message)
     assert "did you mean 'chains'" in message
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .recipe import MapSettings
-from .samplers import _optimiser_program, initial_state
+from .samplers import _compiled_chunk, _optimiser_program, initial_state
 
 
 @dataclass
@@ -99,11 +99,10 @@ def fit_map_one_by_one(model, data, obs, settings: MapSettings, *, key) -> Boots
     """The same MAP refits as ``fit_map_packed``, one replicate after another through one
     compiled program (the baseline it is measured against)."""
     svi, run_chunk, state = _start(model, settings, data, obs, key)
-    started = time.perf_counter()
     with jax.numpy_dtype_promotion("standard"):
         first = jax.tree.map(lambda leaf: leaf[0], (data, obs))
-        compiled = run_chunk.lower(state, *first).compile()
-        compile_s = time.perf_counter() - started
+        # The same compiled step (and cache) as run_optimiser's for this model and settings.
+        compiled, compile_s = _compiled_chunk((model, "map", settings, settings.steps), run_chunk, state, *first)
         started = time.perf_counter()
         finals, last_losses = [], []
         for replicate in range(obs.shape[0]):
