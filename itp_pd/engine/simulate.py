@@ -122,7 +122,7 @@ def _nonlinear_pass(model, params, grid, after):
             args=(params, window_times, after[slots], grid.rate[slots]),
             saveat=diffrax.SaveAt(t1=True),
             stepsize_controller=controller,
-            adjoint=diffrax.RecursiveCheckpointAdjoint(),
+            adjoint=config.make_adjoint(),
             max_steps=config.max_steps,
             throw=False,
         )

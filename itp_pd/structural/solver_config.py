@@ -32,12 +32,18 @@ class SolverConfig:
         rtol, atol: relative and absolute tolerances of the PID step-size controller.
         max_steps: step budget per integration interval; exceeding it is reported as a
             solver failure (status value), never raised inside ``jit``.
+        differentiation: ``reverse`` (default; ``RecursiveCheckpointAdjoint``, for gradients
+            of a scalar: NUTS, SVI, MAP) or ``forward`` (``ForwardMode``, which supports
+            ``jax.jvp``/``jacfwd``: the FOCE-I/Laplace estimator's Jacobians and Hessians of
+            predictions with respect to a few individual parameters). The checkpointed loop of
+            the reverse mode has no forward-mode rule, so each estimator picks the one it needs.
     """
 
     solver: str = "tsit5"
     rtol: float = 1e-7
     atol: float = 1e-10
     max_steps: int = 4096
+    differentiation: str = "reverse"
 
     def __post_init__(self):
         if self.solver not in _SOLVERS:
@@ -48,6 +54,11 @@ class SolverConfig:
             raise SpecError(f"rtol and atol must be positive, got rtol={self.rtol}, atol={self.atol}")
         if self.max_steps < 1:
             raise SpecError(f"max_steps must be a positive integer, got {self.max_steps}")
+        if self.differentiation not in ("reverse", "forward"):
+            raise SpecError(f"differentiation must be 'reverse' or 'forward', got {self.differentiation!r}")
+
+    def make_adjoint(self):
+        return diffrax.ForwardMode() if self.differentiation == "forward" else diffrax.RecursiveCheckpointAdjoint()
 
     def make_solver(self):
         return _SOLVERS[self.solver]()
