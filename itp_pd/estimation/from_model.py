@@ -58,12 +58,12 @@ def problem_from_model(model, observed, method: str) -> ModelProblem:
     if model.mesh is not None:
         raise SpecError("FOCE-I/Laplace runs on one device; build the model without a mesh")
     spec = model.spec
-    parameters = PopulationParameters.of(model)
     for name in model.etas:
-        if spec.parameter(name).iiv.sd <= 0:
+        if not spec.parameter(name).iiv.sd > 0:
             raise SpecError(f"parameters.{name}.iiv.sd is {spec.parameter(name).iiv.sd}: a random effect needs a "
                             "positive starting omega (a singular Omega cannot start the fit); give it sd > 0 or "
                             "leave it out of random_effects")
+    parameters = PopulationParameters.of(model)
     estimated_exponent = {e.parameter for e in parameters.entries if e.kind == "beta"}
     varying = tuple(p.name for p in spec.parameters
                     if p.estimate or p.name in model.etas or p.name in estimated_exponent)

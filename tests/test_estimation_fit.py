@@ -1,0 +1,114 @@
+"""FOCE-I on the committed PK example against its NUTS posterior; the fit folder it writes; the
+convergence exit code; bad input refused before any fitting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from itp_pd.cli import main
+from itp_pd.data import read_nonmem
+from itp_pd.errors import ItpPdError, SpecError
+from itp_pd.estimation.population_fit import fit_population
+from itp_pd.inference import load_recipe
+from itp_pd.inference.fit import recipe_spec, recipe_structural
+from itp_pd.stats.model import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "fits" / "pk_2cmt_example.toml"
+NUTS = pd.read_csv(Path(__file__).parent / "data" / "pk_2cmt_nuts_summary.csv", comment="#", index_col="parameter")
+
+
+def _model(**recipe_changes):
+    recipe = dataclasses.replace(load_recipe(RECIPE), **recipe_changes)
+    spec = recipe_spec(recipe)
+    dataset = read_nonmem(recipe.data_path)
+    model, population, observed = build_model(spec, dataset, structural=recipe_structural(recipe, spec),
+                                              random_effects=recipe.random_effects)
+    return model, population, observed, dataset
+
+
+@pytest.fixture(scope="module")
+def pk_fit():
+    model, population, observed, dataset = _model()
+    return fit_population(model, observed, population, dataset, method="focei")
+
+
+def test_pk_example_focei_agrees_with_nuts(pk_fit):
+    assert pk_fit.ok, pk_fit.summary["convergence_message"]
+    est = pk_fit.estimates.set_index("parameter")["estimate"]
+    for name in ("pop_CL", "pop_V1"):
+        # The issue's criterion: typical values within one posterior sd of the NUTS mean.
+        assert abs(est[name] - NUTS.loc[name, "mean"]) < NUTS.loc[name, "sd"], name
+    for name in ("CL", "V1"):
+        assert np.sqrt(est[f"omega2_{name}"]) == pytest.approx(NUTS.loc[f"omega_{name}", "mean"], rel=0.2)
+    assert est["sigma_CP"] == pytest.approx(NUTS.loc["sigma_CP", "mean"], rel=0.2)
+    se = pk_fit.estimates.set_index("parameter")["se"]
+    # Asymptotic SEs of the typical values and sigma against the posterior sds: same scale.
+    for name in ("pop_CL", "pop_V1", "sigma_CP"):
+        assert 0.7 < se[name] / NUTS.loc[name, "sd"] < 1.4, name
+
+
+def test_pk_example_tables(pk_fit):
+    summary = pk_fit.summary
+    assert summary["ofv_with_constant"] - summary["ofv"] == pytest.approx(280 * np.log(2 * np.pi))
+    assert summary["aic"] == pytest.approx(summary["ofv_with_constant"] + 2 * 5)
+    assert summary["covariance_step"]["ok"] and summary["inner_failures"] == 0
+    individual = pk_fit.individual
+    assert len(individual) == 40 and individual["inner_converged"].all()
+    assert (individual["sd_eta_CL"] > 0).all()
+    residuals = pk_fit.residuals
+    assert len(residuals) == 280
+    # With a right model, CWRES are close to standard normal (280 rows: sd within ±15%).
+    assert abs(residuals["CWRES"].mean()) < 0.2 and 0.85 < residuals["CWRES"].std() < 1.15
+    assert abs(residuals["IWRES"].mean()) < 0.2
+    # The sum of the patients' OFVs is the total.
+    assert individual["ofv"].sum() == pytest.approx(summary["ofv"])
+
+
+def test_cli_focei_fit_folder_and_non_convergence_exit_code(tmp_path, capsys):
+    recipe = tmp_path / "pk.toml"
+    text = RECIPE.read_text().replace('path = "../', f'path = "{ROOT}/').replace('spec = "../', f'spec = "{ROOT}/')
+    recipe.write_text(text + "\n[focei]\nmax_iterations = 2\ndraws = 20\n")
+    out = tmp_path / "fit"
+    code = main(["fit", str(recipe), "--method", "focei", "--out", str(out), "--quiet"])
+    printed = capsys.readouterr()
+    assert code == 3, printed.err
+    assert "NOT CONVERGED" in printed.out
+    diagnostics = json.loads((out / "diagnostics.json").read_text())
+    assert diagnostics["converged"] is False and diagnostics["outer_iterations"] == 2
+    for name in ("estimates.csv", "individual.csv", "residuals.csv", "posterior.nc", "manifest.json"):
+        assert (out / name).is_file(), name
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert list(estimates.columns[:5]) == ["parameter", "estimate", "se", "rse_pct", "lower95"]
+
+
+def test_random_effect_without_iiv_is_refused():
+    with pytest.raises(SpecError, match="random_effects"):
+        _model(random_effects=("CL", "Q"))
+
+
+def test_singular_omega_start_is_refused():
+    model, population, observed, dataset = _model()
+    spec = model.spec
+    broken = dataclasses.replace(spec, parameters=tuple(
+        dataclasses.replace(p, iiv=dataclasses.replace(p.iiv, sd=0.0)) if p.name == "CL" else p
+        for p in spec.parameters))
+    model, population, observed = build_model(broken, dataset, structural=model.structural)
+    with pytest.raises(SpecError, match=r"parameters\.CL\.iiv\.sd"):
+        fit_population(model, observed, population, dataset)
+
+
+def test_unsolvable_start_is_refused_naming_patients():
+    model, population, observed, dataset = _model()
+    spec = model.spec
+    broken = dataclasses.replace(spec, parameters=tuple(
+        dataclasses.replace(p, prior=None, value=float("inf")) if p.name == "CL" else p for p in spec.parameters))
+    model, population, observed = build_model(broken, dataset, structural=model.structural)
+    with pytest.raises(ItpPdError, match="cannot be solved at the starting estimates"):
+        fit_population(model, observed, population, dataset)
