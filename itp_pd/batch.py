@@ -6,7 +6,10 @@ Why it is shaped this way:
 * **Idempotent folders.** Each fit goes to ``OUT/<name>-<key>/``, where the key hashes every
   input of the fit (``batch_key``). ``write_fit`` renames a complete staging folder into place,
   so a folder that exists is a finished fit: a re-run skips it, and a batch that was interrupted
-  or had failures resumes by running the same command again.
+  or had failures resumes by running the same command again. What a killed worker left beside
+  its folder (a staging folder, a lock file) is tidied up by ``itp_pd.output_folder``, the one
+  mechanism every output folder uses; a batch holds the lock of ``OUT/batch.csv`` for its whole
+  run, so a second batch into the same OUT is refused at once.
 * **Refuse before running.** Every recipe (and the spec it names) is checked before Ray starts,
   so a typo in recipe 37 does not surface after 36 fits.
 * **Failures are rows, not crashes.** A fit that raises, or whose worker process dies, is
@@ -28,7 +31,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import shutil
 import socket
 import sys
 import time
@@ -39,8 +41,9 @@ from pathlib import Path
 
 from . import __version__
 from .devices import check_device_choice
-from .errors import ItpPdError, SpecError
+from .errors import ItpPdError, OutputFolderError, SpecError
 from .inference.recipe import FitRecipe, file_sha256, load_recipe
+from .output_folder import clean_leftovers, output_lock
 
 STATUSES = ("done", "skipped", "failed")
 SUMMARY_FILE = "batch.csv"
@@ -254,13 +257,6 @@ def _run_fit_task(recipe: FitRecipe, folder: Path, cache_dir: Path, fit_function
     return {"seconds": time.perf_counter() - started, "host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _remove_staging_leftovers(folder: Path) -> None:
-    """Remove ``.<folder name>.*`` staging folders beside ``folder`` that a killed worker left
-    (``replaced_atomically`` removes its own on an exception, but not when the process dies)."""
-    for leftover in folder.parent.glob(f".{folder.name}.*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
 def _describe_failure(ray, error: Exception) -> str:
     """One message for a failed task: the fit's own exception, or what happened to its worker."""
     if isinstance(error, ray.exceptions.RayTaskError) and error.cause is not None:
@@ -310,16 +306,31 @@ def run_batch(recipe_paths: Iterable[str | Path], out: str | Path, *, address: s
 
     Raises:
         SpecError: a bad recipe (nothing has run). BatchError: Ray missing, conflicting Ray
-            options, or a GPU asked of a cluster without one.
+            options, or a GPU asked of a cluster without one. OutputFolderError: another batch
+            is writing OUT, or the folder that would hold OUT does not exist.
     """
     require_ray()
     _check_ray_options(address, num_cpus)  # before any work, even when every fit is already done
     out = Path(out)
     planned = plan_batch(recipe_paths, out, device=device)
+    if not out.parent.is_dir():
+        raise OutputFolderError(f"the folder that would hold the batch's output folder {out}, {out.parent.absolute()}, "
+                                f"does not exist; create it first: mkdir -p {out.parent}")
+    out.mkdir(exist_ok=True)  # OUT only: a typo in --out must not create folders above it
+    # The lock of OUT/batch.csv (OUT/.batch.csv.lock) for the whole batch: a second batch into OUT
+    # is refused at once, naming this process, instead of both fitting and writing the summary.
+    with output_lock(out / SUMMARY_FILE):
+        return _run_batch(planned, out, address, num_cpus, fit_function, progress)
+
+
+def _run_batch(planned: list[PlannedFit], out: Path, address, num_cpus, fit_function, progress) -> BatchReport:
+    for fit in planned:
+        # A killed worker's leftovers go now (under each folder's lock): a `.previous` put back
+        # is a finished fit, and skipped.
+        clean_leftovers(fit.folder)
     rows = {fit.folder: BatchRow(fit.recipe_path, fit.recipe.name, fit.key, "skipped", str(fit.folder))
             for fit in planned if fit.folder.is_dir()}
     to_run = [fit for fit in planned if fit.folder not in rows]
-    out.mkdir(parents=True, exist_ok=True)
     note = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
     note(f"batch: {len(planned)} fit(s) in {out}/: {len(rows)} already done (skipped), {len(to_run)} to run")
     if to_run:
@@ -347,7 +358,6 @@ def _run_on_ray(ray, to_run: list[PlannedFit], out: Path, fit_function, note) ->
     cache_dir = (out / CACHE_FOLDER).resolve()
     pending = {}
     for fit in to_run:
-        _remove_staging_leftovers(fit.folder)
         gpu = _wants_gpu(fit.recipe, cluster_gpus)
         # Ray hides GPUs from tasks that reserved none; saying "cpu" keeps such fits off them
         # even if a future Ray stops hiding them.
@@ -364,7 +374,7 @@ def _run_on_ray(ray, to_run: list[PlannedFit], out: Path, fit_function, note) ->
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as error:
-                    _remove_staging_leftovers(fit.folder)
+                    clean_leftovers(fit.folder)  # a dead worker's staging folder and lock file
                     row = BatchRow(fit.recipe_path, fit.recipe.name, fit.key, "failed", str(fit.folder),
                                    error=_describe_failure(ray, error))
                     note(f"[{finished}/{len(to_run)}] failed {fit.folder.name} ({fit.recipe_path}): {row.error}")

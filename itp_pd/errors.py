@@ -43,3 +43,9 @@ class SolverError(ItpPdError, RuntimeError):
 
 class FitFolderError(ItpPdError, ValueError):
     """A fit's output folder is incomplete, or no longer matches the recipe and data it names."""
+
+
+class OutputFolderError(ItpPdError, ValueError):
+    """An output folder cannot be written: its parent is missing, it is the current folder or
+    holds the run's inputs, another run is writing it, or ``--force`` would replace a folder
+    (or files) itp-pd did not write (``itp_pd.output_folder``)."""

@@ -24,7 +24,8 @@ def itp_pd(*args, cwd=None):
 
 
 def no_staging_left(folder: Path) -> bool:
-    return not list(folder.glob(".itp-pd-*")) and not list(folder.glob(".*.previous"))
+    """Nothing of itp_pd.output_folder's own beside the outputs: staging, lock, moved-aside."""
+    return not [p for pattern in (".*.staging-*", ".*.lock", ".*.previous") for p in folder.glob(pattern)]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -86,7 +87,7 @@ def test_fit_writes_the_posterior_and_says_what_to_do_next(fitted):
     assert result.returncode == 0, result.stderr
     out = folder / "pk"
     assert {p.name for p in out.iterdir()} == {"posterior.nc", "summary.csv", "diagnostics.json", "manifest.json",
-                                               "losses.csv"}
+                                               "losses.csv", ".itp-pd-output.json"}
     assert "itp-pd diagnose" in result.stdout and "svi:" in result.stdout
     assert "svi: step" in result.stderr  # progress goes to stderr
     assert json.loads((out / "diagnostics.json").read_text())["method"] == "svi"

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from itp_pd.output_folder import MARKER, replaced_atomically
+
 REGIMEN_FILE = Path(__file__).parents[1] / "examples" / "regimens.toml"
 TRAJECTORY_COLUMNS = ["arm", "ID", "TIME", "output", "unit", "value", "status"]
 OUTPUTS = {"PLT": "10^9/L", "BCELL": "relative to baseline", "ANTIBODY": "relative to baseline",
@@ -26,7 +28,8 @@ def itp_pd(*args, cwd=None):
 
 
 def no_staging_left(folder: Path) -> bool:
-    return not list(folder.glob(".itp-pd-*"))
+    """Nothing of itp_pd.output_folder's own beside the outputs: staging, lock, moved-aside."""
+    return not [p for pattern in (".*.staging-*", ".*.lock", ".*.previous") for p in folder.glob(pattern)]
 
 
 def test_simulate_gives_every_arm_the_same_patients(tmp_path):
@@ -37,7 +40,7 @@ def test_simulate_gives_every_arm_the_same_patients(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and result.stderr == ""  # --quiet: nothing on stderr
     assert all(arm in result.stdout for arm in arms) and "week 4" in result.stdout and "week 8" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["patients.csv", "simulate.png", "trajectories.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "patients.csv", "simulate.png", "trajectories.csv"]
     assert no_staging_left(tmp_path)
 
     table = pd.read_csv(out / "trajectories.csv")
@@ -81,7 +84,7 @@ def test_trial_writes_endpoints_comparison_and_power(tmp_path):
     assert "patient-arms" in result.stderr  # the progress bar, on stderr
     assert "power of combination vs control at 30 per arm" in result.stdout
     expected = {"endpoints.csv", "comparison.csv", "power.json", "power_curve.csv",
-                "response_over_time.png", "trajectories.png", "power_curve.png"}
+                "response_over_time.png", "trajectories.png", "power_curve.png", MARKER}
     assert {p.name for p in out.iterdir()} == expected and no_staging_left(tmp_path)
     for figure in ("response_over_time.png", "trajectories.png", "power_curve.png"):
         assert (out / figure).stat().st_size > 10_000, figure
@@ -110,14 +113,14 @@ def test_trial_writes_endpoints_comparison_and_power(tmp_path):
     assert ((curve["lower"] <= curve["power"] + 1e-12) & (curve["power"] <= curve["upper"] + 1e-12)).all()
 
 
-def test_force_replaces_an_existing_folder_and_one_arm_has_no_comparison(tmp_path):
+def test_force_replaces_an_earlier_output_and_one_arm_has_no_comparison(tmp_path):
     out = tmp_path / "trial"
-    out.mkdir()
-    (out / "old.txt").write_text("previous run")
+    with replaced_atomically(out) as staging:  # an earlier itp-pd output (with its record)
+        (staging / "old.txt").write_text("previous run")
     result = itp_pd("trial", "untreated", "--draws", 2, "--patients", 2, "--weeks", 4, "--out", out,
                     "--force", "--quiet")
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in out.iterdir()} == {"endpoints.csv", "response_over_time.png", "trajectories.png"}
+    assert {p.name for p in out.iterdir()} == {"endpoints.csv", "response_over_time.png", "trajectories.png", MARKER}
     assert "no comparison or power" in result.stdout and no_staging_left(tmp_path)
     endpoints = pd.read_csv(out / "endpoints.csv")
     assert list(endpoints["arm"]) == ["untreated"] * 2

@@ -94,7 +94,8 @@ def test_map_fit_writes_complete_artefacts_and_reproduces_its_summary(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path, n_patients=8))
     result = fit(recipe, progress=False)
     out = write_fit(result, recipe.output_dir)
-    assert sorted(p.name for p in out.iterdir()) == ["diagnostics.json", "losses.csv", "manifest.json", "posterior.nc", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".itp-pd-output.json", "diagnostics.json", "losses.csv", "manifest.json",
+                                                     "posterior.nc", "summary.csv"]
     idata = az.from_netcdf(out / "posterior.nc")
     for group in ("posterior", "log_likelihood", "posterior_predictive", "observed_data", "constant_data"):
         assert group in idata.groups()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, add_device_option, add_output_options, check_fresh_output, positive_float, positive_int, say, staged_output
+from .common import EXIT_OK, add_device_option, add_output_options, positive_float, positive_int, say, staged_output
 
 DEMO_EPILOG = """examples:
   itp-pd demo                          # the full demo into ./itp-pd-demo (about 10 minutes on a laptop CPU)
-  itp-pd demo --out results --force    # replace an earlier run
+  itp-pd demo --out results --force    # replace an earlier demo (never a folder itp-pd did not write)
   itp-pd demo --per-arm 10 --steps 20 --vpc-draws 10 --trial-draws 2 --trial-patients 20   # a smoke test
 
 Output: DIR/report/index.html (diagnostic report), DIR/fit/posterior.nc (the posterior, ArviZ
@@ -19,16 +19,17 @@ P(better)), DIR/data/ (the synthetic dataset and the true parameters), DIR/fit.t
 
 
 def run_demo(args) -> int:
-    from ..demo import DemoSettings, run_demo as run
+    from ..demo import ROOT, DemoSettings, run_demo as run
     from ..devices import on_device
 
     out = Path(args.out)
-    check_fresh_output(out, args.force)
+    inputs = [ROOT / "models" / "itp_v1.toml", ROOT / "fits" / "itp_v1_calibration.toml"]  # what the demo reads
     settings = DemoSettings(per_arm=args.per_arm, steps=args.steps, learning_rate=args.learning_rate,
                             draws=args.draws, vpc_draws=args.vpc_draws,
                             trial_draws=args.trial_draws, trial_patients=args.trial_patients, seed=args.seed)
     # The demo's widest batches are its 120-patient fit and its trial batches of patients.
-    with on_device(args.device, batch=2 * args.per_arm), staged_output(out, args.force) as staging:
+    # staged_output claims --out (checks, lock) before any work, then writes it atomically.
+    with staged_output(out, args.force, inputs) as staging, on_device(args.device, batch=2 * args.per_arm):
         result = run(staging, settings, progress=not args.quiet, say=lambda m: say(m, quiet=args.quiet))
     summary = result.fit_summary[["mean", "q5", "q95"]].copy()
     summary["truth"] = [result.truth.get(name, float("nan")) for name in summary.index]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, add_device_option, add_output_options, check_fresh_output, positive_int, say, staged_output
+from .common import EXIT_OK, add_device_option, add_output_options, claimed_output, positive_int, recipe_inputs, say, staged_output
 
 FIT_EPILOG = """examples:
   itp-pd fit fits/pk_2cmt_example.toml              # NUTS as the recipe says → fits/pk_2cmt_example/
   itp-pd fit fits/pk_2cmt_example.toml --method map --out results/pk_map
-  itp-pd fit fits/pk_2cmt_example.toml --force      # replace an earlier result
+  itp-pd fit fits/pk_2cmt_example.toml --force      # replace an earlier result (only an itp-pd output)
 
 The output folder holds posterior.nc (ArviZ), summary.csv, diagnostics.json, losses.csv (SVI,
 MAP) and manifest.json (versions, hashes, seed). Next: itp-pd diagnose <that folder>.
@@ -35,9 +35,10 @@ def run_fit(args) -> int:
     if args.device:
         recipe = dataclasses.replace(recipe, device=args.device)
     out = Path(args.out) if args.out else recipe.output_dir
-    check_fresh_output(out, args.force)  # before minutes of fitting, not after
-    result = fit(recipe, progress=not args.quiet)
-    write_fit(result, out)
+    # Claimed before minutes of fitting, not after; the lock keeps a second run out meanwhile.
+    with claimed_output(out, args.force, recipe_inputs(recipe)):
+        result = fit(recipe, progress=not args.quiet)
+        write_fit(result, out)
     print(result.summary.round(4).to_string())
     d = result.diagnostics
     print(f"{d['method']}: {d['chains']} chain(s) x {d['draws']} draws; divergences {d['divergences']}, "
@@ -53,10 +54,9 @@ def run_diagnose(args) -> int:
 
     fit_dir = Path(args.fit_dir)
     out = Path(args.out) if args.out else fit_dir / "report"
-    check_fresh_output(out, args.force)
-    finished = load_fit(fit_dir)
+    finished = load_fit(fit_dir)  # reading only; its recipe names the other inputs
     settings = ReportSettings(vpc_draws=args.vpc_draws, patients_per_page=args.patients_per_page, seed=args.seed)
-    with staged_output(out, args.force) as staging:
+    with staged_output(out, args.force, [fit_dir, *recipe_inputs(finished.recipe)]) as staging:
         write_report(finished, staging, settings, progress=not args.quiet)
     say(f"report written to {out}/index.html", quiet=args.quiet)
     print(out / "index.html")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_OK, add_device_option, add_output_options, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
+from .common import (EXIT_OK, add_device_option, add_output_options, claimed_output, fit_inputs, positive_float,
+                     positive_int, progress_bar, say, staged_output)
 
 EPILOG = """examples:
   itp-pd simulate control combination
@@ -44,14 +45,34 @@ def one_population(fit, seed: int):
 
 
 def run_simulate(args) -> int:
-    from ..devices import on_device
     from ..trial.plots import plot_platelet_bands
     from ..trial.regimens import resolve_arms
-    from ..trial.trajectories import simulate_trajectories, weekly_visits
 
     out = Path(args.out)
     arms = resolve_arms(args.arms, args.regimens)  # fail fast: unknown names, bad regimen file
-    check_fresh_output(out, args.force)
+    inputs = [args.regimens, *fit_inputs(args.fit)]
+    with claimed_output(out, args.force, inputs):  # before any work; the lock lasts the whole run
+        result, population = simulate(args, arms)
+        with staged_output(out, args.force, inputs) as staging:
+            result.table.to_csv(staging / "trajectories.csv", index=False)
+            result.patients.to_csv(staging / "patients.csv", index=False)
+            plot_platelet_bands(result.visits, {arm: result.values(arm, "PLT") for arm in result.arms},
+                                staging / "simulate.png",
+                                title=f"{args.patients} virtual patients, the same in every arm; {population.description}")
+
+    summary = result.summary()
+    print(f"median platelets (10^9/L) of {args.patients} virtual patients by week; share ≥30 at end: "
+          f"fraction of patients with platelets ≥ 30 at week {args.weeks:g}")
+    print(summary.to_string(float_format=lambda v: f"{v:.3g}"))
+    print(f"wrote {out}/ (trajectories.csv, patients.csv, simulate.png)")
+    return EXIT_OK
+
+
+def simulate(args, arms):
+    """The arms' trajectories on one population's virtual patients, and that population."""
+    from ..devices import on_device
+    from ..trial.trajectories import simulate_trajectories, weekly_visits
+
     population = one_population(args.fit, args.seed)
     visits = weekly_visits(args.weeks)
     say(f"simulating {args.patients} virtual patients × {len(arms)} arm(s) for {args.weeks:g} weeks "
@@ -60,19 +81,7 @@ def run_simulate(args) -> int:
             progress_bar(args.patients * len(arms), "patient-arms", enabled=not args.quiet) as bar:
         result = simulate_trajectories(population, arms, args.patients, visits, seed=args.seed,
                                        progress=lambda done: bar.update(done - bar.n))
-    with staged_output(out, args.force) as staging:
-        result.table.to_csv(staging / "trajectories.csv", index=False)
-        result.patients.to_csv(staging / "patients.csv", index=False)
-        plot_platelet_bands(result.visits, {arm: result.values(arm, "PLT") for arm in result.arms},
-                            staging / "simulate.png",
-                            title=f"{args.patients} virtual patients, the same in every arm; {population.description}")
-
-    summary = result.summary()
-    print(f"median platelets (10^9/L) of {args.patients} virtual patients by week; share ≥30 at end: "
-          f"fraction of patients with platelets ≥ 30 at week {args.weeks:g}")
-    print(summary.to_string(float_format=lambda v: f"{v:.3g}"))
-    print(f"wrote {out}/ (trajectories.csv, patients.csv, simulate.png)")
-    return EXIT_OK
+    return result, population
 
 
 def register(commands) -> None:

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import EXIT_OK, add_device_option, add_output_options, check_fresh_output, positive_float, positive_int, progress_bar, say, staged_output
+from .common import (EXIT_OK, add_device_option, add_output_options, claimed_output, fit_inputs, positive_float,
+                     positive_int, progress_bar, say, staged_output)
 
 EPILOG = """examples:
   itp-pd trial control combination
@@ -49,37 +50,38 @@ def run_trial(args) -> int:
 
     out = Path(args.out)
     arms = resolve_arms(args.arms, args.regimens)  # fail fast: unknown names, bad regimen file
-    check_fresh_output(out, args.force)
-    design = TrialDesign(n_per_arm=args.patients, follow_up_weeks=args.weeks)
+    inputs = [args.regimens, *fit_inputs(args.fit)]
+    with claimed_output(out, args.force, inputs):  # before any work; the lock lasts the whole run
+        design = TrialDesign(n_per_arm=args.patients, follow_up_weeks=args.weeks)
 
-    source_key, trial_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    source = population_source(args.fit, args.draws, key=source_key)
-    say(f"virtual trial: {args.draws} draws × {args.patients} patients × {len(arms)} arm(s), "
-        f"{args.weeks:g} weeks ({source.description}); the first arm includes compilation", quiet=args.quiet)
-    total = args.draws * args.patients * len(arms)
-    # Patients are simulated in batches of at most BATCH_PATIENTS: that is the device's batch.
-    with on_device(args.device, batch=min(BATCH_PATIENTS, args.draws * args.patients)), \
-            progress_bar(total, "patient-arms", enabled=not args.quiet) as bar:
-        result = simulate_trial(source, arms, design, key=trial_key, trajectories=True,
-                                progress=lambda done: bar.update(done - bar.n))
+        source_key, trial_key = jax.random.split(jax.random.PRNGKey(args.seed))
+        source = population_source(args.fit, args.draws, key=source_key)
+        say(f"virtual trial: {args.draws} draws × {args.patients} patients × {len(arms)} arm(s), "
+            f"{args.weeks:g} weeks ({source.description}); the first arm includes compilation", quiet=args.quiet)
+        total = args.draws * args.patients * len(arms)
+        # Patients are simulated in batches of at most BATCH_PATIENTS: that is the device's batch.
+        with on_device(args.device, batch=min(BATCH_PATIENTS, args.draws * args.patients)), \
+                progress_bar(total, "patient-arms", enabled=not args.quiet) as bar:
+            result = simulate_trial(source, arms, design, key=trial_key, trajectories=True,
+                                    progress=lambda done: bar.update(done - bar.n))
 
-    reference = result.arms[0]
-    power = None
-    with staged_output(out, args.force) as staging:
-        result.table.to_csv(staging / "endpoints.csv", index=False)
-        written = ["endpoints.csv"]
-        if len(result.arms) > 1:
-            comparisons = [compare(result, arm, reference).assign(comparison=f"{arm} vs {reference}")
-                           for arm in result.arms[1:]]
-            pd.concat(comparisons, ignore_index=True).to_csv(staging / "comparison.csv", index=False)
-            power = trial_power(result, result.arms[1], reference, n_per_arm=args.trial_patients)
-            (staging / "power.json").write_text(json.dumps(power.summary(), indent=2) + "\n")
-            power.curve_table().to_csv(staging / "power_curve.csv", index=False)
-            written += ["comparison.csv", "power.json", "power_curve.csv"]
-        written.append(plot_response_over_time(result, staging / "response_over_time.png").name)
-        written.append(plot_trajectories(result, staging / "trajectories.png").name)
-        if power is not None:
-            written.append(plot_power_curve(power, staging / "power_curve.png").name)
+        reference = result.arms[0]
+        power = None
+        with staged_output(out, args.force, inputs) as staging:
+            result.table.to_csv(staging / "endpoints.csv", index=False)
+            written = ["endpoints.csv"]
+            if len(result.arms) > 1:
+                comparisons = [compare(result, arm, reference).assign(comparison=f"{arm} vs {reference}")
+                               for arm in result.arms[1:]]
+                pd.concat(comparisons, ignore_index=True).to_csv(staging / "comparison.csv", index=False)
+                power = trial_power(result, result.arms[1], reference, n_per_arm=args.trial_patients)
+                (staging / "power.json").write_text(json.dumps(power.summary(), indent=2) + "\n")
+                power.curve_table().to_csv(staging / "power_curve.csv", index=False)
+                written += ["comparison.csv", "power.json", "power_curve.csv"]
+            written.append(plot_response_over_time(result, staging / "response_over_time.png").name)
+            written.append(plot_trajectories(result, staging / "trajectories.png").name)
+            if power is not None:
+                written.append(plot_power_curve(power, staging / "power_curve.png").name)
 
     means = result.table.groupby("arm", sort=False)[list(ENDPOINT_COLUMNS)].mean()
     print(f"endpoint means over {result.n_draws} draws × {args.patients} patients per arm "
