@@ -1,8 +1,14 @@
 """Command line ``itp-pd``: thin wrappers over the library, one module per subcommand.
 
-Exit codes: 0 success; 2 bad input (dataset, recipe, arguments, regimen, existing output
-folder); 1 an unexpected internal error (run again with ``--debug`` for the traceback);
-130 interrupted (Ctrl-C). Results go to stdout, progress and errors to stderr.
+Exit codes: 0 success; 2 bad input (dataset, recipe, arguments, regimen, an output folder
+that exists, that ``--force`` may not replace, or that another run is writing); 1 an
+unexpected internal error (run again with ``--debug`` for the traceback); 130 interrupted
+(Ctrl-C). Results go to stdout, progress and errors to stderr.
+
+Output folders (``itp_pd.output_folder``): ``--out`` names a new folder in a folder that exists,
+checked and locked before any work; ``--force`` replaces only an earlier itp-pd output folder
+(recognised by its ``.itp-pd-output.json``) holding nothing itp-pd did not write and none of
+the run's inputs: no command deletes what it did not create.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ SUBCOMMANDS = (demo, data_commands, simulate, fit_commands, trial, batch)
 
 EPILOG = """exit codes: 0 success; 2 bad input (the message says what and how to fix it);
 1 internal error (run again with --debug and report the traceback); 130 interrupted.
+
+output folders: --out must be new, in a folder that exists; one run at a time writes it;
+--force replaces an earlier itp-pd output folder, never a folder itp-pd did not write.
 
 start with:  itp-pd demo          (synthetic trial → fit → report → arm comparison)
 more:        itp-pd <command> --help
