@@ -177,14 +177,21 @@ def test_map_and_svi_land_near_the_nuts_posterior_means(tmp_path):
 
 
 def test_a_model_that_cannot_be_solved_at_the_start_says_what_to_check(tmp_path):
-    from itp_pd.errors import SolverError
+    from itp_pd.data import Dataset, read_nonmem
+    from itp_pd.errors import DatasetError, SolverError
 
     path = write_recipe(tmp_path, n_patients=2)
     data = tmp_path / "pk.csv"
+    good = read_nonmem(data)
     data.write_text(data.read_text().replace(",500,", ",1e308,"))  # doses that overflow
     path.write_text(path.read_text().replace(load_recipe(path, check_data=False).data_sha256, file_sha256(data)))
+    with pytest.raises(DatasetError, match=r"row 1 \(ID 1\), column AMT: found 1e\+308"):
+        fit(path, progress=False)  # a file's absurd doses are refused when it is read, with their rows
+    # Built in memory past the checks, the same doses reach the sampler, which says what to check.
+    table = good.table.copy()
+    table.loc[table["AMT"] == 500, "AMT"] = 1e308
     with pytest.raises(SolverError, match="no starting point.*doses and units"):
-        fit(path, progress=False)
+        fit(path, progress=False, dataset=Dataset(table, good.units, good.covariates, good.source_rows))
 
 
 def test_recipe_values_file_replaces_the_spec_values_and_is_recorded(tmp_path):

@@ -200,3 +200,38 @@ def resolve_units(
                 )
     ordered = {name: columns[name] for name in (*STANDARD_COLUMNS, *covariates) if name in columns}
     return ResolvedUnits(ordered, per_dvid)
+
+
+def unit_name_problems(declared: Mapping[str, object]) -> list[tuple[str, object, str]]:
+    """``(key, value, what was expected)`` for each declared unit that is not a unit of its
+    column's kind, checked without the data (a column that is not a standard one is taken to
+    be a covariate): for a recipe's ``[data] units``, before the dataset is read."""
+    out: list[tuple[str, object, str]] = []
+    for key, value in declared.items():
+        name = str(key).strip().upper()
+        if name in TIME_COLUMNS:
+            dimensions = TIME_DIMENSIONS
+        elif name == "AMT":
+            dimensions = AMOUNT_DIMENSIONS
+        elif name == "RATE":
+            if parse_rate_unit(value) is None:
+                out.append((key, value, "<amount unit>/<time unit>, e.g. 'mg/h'"))
+            continue
+        elif name == "DV":
+            entries = value.items() if isinstance(value, Mapping) else [(None, value)]
+            for dvid, text in entries:
+                if dvid is not None and (_dvid_key(dvid) is None or _dvid_key(dvid) < 1):
+                    out.append((f"{key}.{dvid}", text, 'a positive integer DVID as the key, e.g. DV = { 1 = "ng/mL" }'))
+                elif parse_unit(text, DV_DIMENSIONS) is None:
+                    out.append((key if dvid is None else f"{key}.{dvid}", text,
+                                f"one of {accepted_units(DV_DIMENSIONS)}"))
+            continue
+        elif name in DV_UNIT_COLUMNS or name in UNITLESS_COLUMNS:
+            out.append((key, value, f"no unit: {name} " + ("follows the DV unit" if name in DV_UNIT_COLUMNS
+                                                           else "is an identifier or a flag") + "; remove it"))
+            continue
+        else:
+            dimensions = COVARIATE_DIMENSIONS
+        if parse_unit(value, dimensions) is None:
+            out.append((key, value, f"one of {accepted_units(dimensions)}"))
+    return out

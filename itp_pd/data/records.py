@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from itp_pd.data.columns import KNOWN_EVIDS
+from itp_pd.data.columns import KNOWN_EVIDS, STANDARD_COLUMNS
 from itp_pd.data.problems import ProblemLog
 
 # Plain decimal numbers only: float() alone would also take "nan", "inf" and "1_000".
@@ -229,15 +229,43 @@ def read_records(
         values[name], bad[name], texts[name] = parse_column(raw.iloc[:, position])
     records = Records(tuple(name for _, name in kept), values, bad, texts, rows)
     for name in records.names:
-        if records.bad[name].any():
-            log.add_rows(
-                f"non-numeric {name}",
-                np.flatnonzero(records.bad[name]),
-                lambda i, name=name: (
-                    f"{records.where(i)}, column {name}: found {records.cell(name, i)}, expected a "
-                    "finite number; write a plain number, or '.' or an empty cell for a missing value "
-                    "(free-text columns can be ignored with drop=)"
-                ),
-                records.row_number,
+        if not records.bad[name].any():
+            continue
+        text_rows = np.flatnonzero(records.bad[name])
+        if (name not in STANDARD_COLUMNS and len(text_rows) > TEXT_COLUMN_ROWS
+                and not np.isfinite(records.values[name]).any()):
+            # A column of text (SEX = M/F, comments): one message, not one per row.
+            examples = list(dict.fromkeys(records.texts[name][int(i)] for i in text_rows))
+            shown = ", ".join(repr(text) for text in examples[:3]) + (", ..." if len(examples) > 3 else "")
+            log.add(
+                f"column {name}: text, not numbers, in all {len(text_rows)} rows that have a value ({shown}; "
+                f"rows {_span(records, text_rows)}); ignore it with {drop_hint(name)}, or recode it as numbers "
+                "(e.g. 0/1) to use it as a covariate"
             )
+            continue
+        log.add_rows(
+            f"non-numeric {name}",
+            text_rows,
+            lambda i, name=name: (
+                f"{records.where(i)}, column {name}: found {records.cell(name, i)}, expected a "
+                "finite number; write a plain number, or '.' or an empty cell for a missing value "
+                f"(a free-text column can be ignored: {drop_hint(name)})"
+            ),
+            records.row_number,
+        )
     return records
+
+
+# A covariate column with text in more rows than this, and no number, is reported once as a text column.
+TEXT_COLUMN_ROWS = 10
+
+
+def drop_hint(name: str) -> str:
+    """How to ignore column ``name``, in each place a dataset is read from."""
+    return (f"--drop {name} (itp-pd check-data, fit), drop = [\"{name}\"] in a "
+            f"recipe's [data], or read_nonmem(..., drop=[\"{name}\"])")
+
+
+def _span(records: Records, rows: np.ndarray) -> str:
+    numbers = records.source_rows[rows]
+    return f"{int(numbers.min())}-{int(numbers.max())}"

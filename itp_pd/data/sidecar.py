@@ -8,6 +8,11 @@ Flat TOML: one ``COLUMN = "unit"`` line per column, and a ``[DV]`` table keyed b
 
     [DV]
     1 = "ng/mL"
+
+An optional ``[read]`` table says how to read the file: ``sep`` (``"comma"``, ``"semicolon"``,
+``"tab"``, ``"whitespace"``; detected from the header line when absent), ``ignore`` (the
+characters starting comment lines, NONMEM's IGNORE; default ``"#"``) and ``drop`` (columns
+to ignore).
 """
 
 from __future__ import annotations
@@ -29,25 +34,73 @@ def sidecar_path(csv_path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}.units.toml")
 
 
-def read_sidecar(csv_path: str | os.PathLike) -> tuple[dict[str, object] | None, list[str]]:
-    """(declared units, problems) from the sidecar of ``csv_path``; (None, []) if there is none."""
+READ_KEYS = ("sep", "ignore", "drop")
+
+
+def units_table_problems(content: Mapping[str, object], where: str) -> list[str]:
+    """What is wrong with the shape of a units table (``COLUMN = "unit"``, a ``DV`` table keyed by
+    DVID); ``where`` starts each message (e.g. ``"units file x.units.toml: "``)."""
+    problems = []
+    for key, value in content.items():
+        if isinstance(value, Mapping) and str(key).upper() != "DV":
+            problems.append(f"{where}table [{key}]; only [DV] (units keyed by DVID) may be a table")
+        elif not isinstance(value, (str, Mapping)):
+            problems.append(f"{where}{key} = {value!r}; write the unit as a string, e.g. \"mg\"")
+    return problems
+
+
+def read_options_problems(options: object, where: str) -> list[str]:
+    """What is wrong with reading options (``sep``, ``ignore``, ``drop``)."""
+    from itp_pd.data.delimited import check_ignore, delimiter_name
+
+    if not isinstance(options, Mapping):
+        return [f"{where}found {options!r}; expected a table of {', '.join(READ_KEYS)}"]
+    problems = []
+    for key, value in options.items():
+        if key == "sep":
+            try:
+                delimiter_name(value)
+            except ValueError as error:
+                problems.append(f"{where}{error}")
+        elif key == "ignore":
+            try:
+                check_ignore(value)
+            except ValueError as error:
+                problems.append(f"{where}{error}")
+        elif key == "drop":
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                problems.append(f'{where}drop = {value!r}; expected a list of column names, e.g. ["SEX"]')
+        else:
+            problems.append(f"{where}unknown key {key!r}; expected one of {', '.join(READ_KEYS)}")
+    return problems
+
+
+def read_sidecar_file(csv_path: str | os.PathLike) -> tuple[dict[str, object] | None, dict[str, object], list[str]]:
+    """(declared units, reading options, problems) from the sidecar of ``csv_path``.
+
+    Units are None when there is no sidecar or it declares none; reading options come from its
+    optional ``[read]`` table (``sep``, ``ignore``, ``drop``, as for ``read_nonmem``).
+    """
     path = sidecar_path(csv_path)
     if not path.is_file():
-        return None, []
+        return None, {}, []
     try:
         with path.open("rb") as handle:
             content = tomllib.load(handle)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        return None, [f"units file {path}: not valid TOML ({error}); fix its syntax, e.g. TIME = \"h\""]
-    problems = []
-    for key, value in content.items():
-        if isinstance(value, Mapping) and key.upper() != "DV":
-            problems.append(
-                f"units file {path}: table [{key}]; only [DV] (units keyed by DVID) may be a table"
-            )
-        elif not isinstance(value, (str, Mapping)):
-            problems.append(f"units file {path}: {key} = {value!r}; write the unit as a string, e.g. \"mg\"")
-    return (None, problems) if problems else (content, [])
+        return None, {}, [f"units file {path}: not valid TOML ({error}); fix its syntax, e.g. TIME = \"h\""]
+    options = content.pop("read", {})
+    problems = read_options_problems(options, f"units file {path}: [read] ")
+    problems += units_table_problems(content, f"units file {path}: ")
+    if problems:
+        return None, {}, problems
+    return (content or None), dict(options), []
+
+
+def read_sidecar(csv_path: str | os.PathLike) -> tuple[dict[str, object] | None, list[str]]:
+    """(declared units, problems) from the sidecar of ``csv_path``; (None, []) if there is none."""
+    units, _, problems = read_sidecar_file(csv_path)
+    return units, problems
 
 
 def _key(name: object) -> str:

@@ -31,6 +31,40 @@ def _row_span(records: Records, rows: np.ndarray) -> str:
     return f"row {low}" if low == high else f"rows {low}-{high}"
 
 
+# Larger magnitudes do not survive the model's float64 arithmetic (exp, products of rates and
+# amounts, squares in the likelihood); no dataset value in any unit needs them.
+MAX_MAGNITUDE = 1e15
+
+
+def check_magnitudes(records: Records, log: ProblemLog) -> None:
+    """Refuse values beyond ``MAX_MAGNITUDE`` (e.g. AMT 1e300), each with its row and column.
+
+    They are then treated like unreadable cells (already reported), so that no later check
+    reports them again.
+    """
+    for name in records.names:
+        values = records.values[name]
+        with np.errstate(invalid="ignore"):
+            huge = np.abs(values) > MAX_MAGNITUDE
+        if not huge.any():
+            continue
+        rows = np.flatnonzero(huge)
+        texts = records.texts.setdefault(name, {})
+        for i in rows:
+            texts[int(i)] = format_number(values[i])
+        log.add_rows(
+            f"huge {name}",
+            rows,
+            lambda i, name=name, values=values: (
+                f"{records.where(i)}, column {name}: found {format_number(values[i])}, beyond what the model's "
+                f"float64 arithmetic survives (|value| <= {MAX_MAGNITUDE:g}); check the value and its unit"
+            ),
+            records.row_number,
+        )
+        values[huge] = np.nan
+        records.bad[name] = records.bad[name] | huge
+
+
 def _check_required(records: Records, log: ProblemLog) -> None:
     if records.n == 0:
         log.add("the table has no data rows below the header; add at least one record per patient")
@@ -385,7 +419,8 @@ def _check_dv_censoring(records: Records, log: ProblemLog) -> None:
     if records.has("CENS") and records.has("BLQ"):
         log.add(
             "columns CENS and BLQ: both present; give censoring either Monolix-style (CENS, with "
-            "LIMIT optional) or with BLQ and LLOQ, not both: drop one of them (drop=)"
+            "LIMIT optional) or with BLQ and LLOQ, not both: drop one of them (--drop BLQ,LLOQ on the "
+            "command line, drop = [...] in a recipe's [data], or read_nonmem(..., drop=[...]))"
         )
     log.add_rows(
         "bad CENS",
@@ -529,6 +564,7 @@ def collect_problems(
 ) -> tuple[Records, ResolvedUnits]:
     """Parse and check ``table``; violations go to ``log``. Returns what later steps need."""
     records = read_records(table, drop=drop, source_rows=source_rows, log=log)
+    check_magnitudes(records, log)
     check_records(records, log, compartments=compartments, dvids=dvids)
     resolved = resolve_units(
         units,
