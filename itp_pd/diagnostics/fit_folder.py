@@ -89,7 +89,6 @@ def load_fit(directory: str | Path) -> FinishedFit:
         SpecError / DatasetError: from reading the recipe and dataset (e.g. the dataset's
             sha256 no longer matches the recipe).
     """
-    from ..data import read_nonmem
     from ..inference import load_recipe, recipe_spec, recipe_structural
     from ..stats import build_model
 
@@ -111,7 +110,8 @@ def load_fit(directory: str | Path) -> FinishedFit:
         raise FitFolderError(f"the recipe {recipe_path} changed since this fit (sha256 differs from "
                              f"{directory}/manifest.json); fit it again, or restore the recipe")
     spec = recipe_spec(recipe)
-    dataset = read_nonmem(recipe.data_path)
+    # Read the data as the fit did (the recipe's [data] options, or the fit's --sep/--drop).
+    dataset = recipe.with_data_options(manifest.get("data_options") or {}).read_data()
     model, population, observed = build_model(spec, dataset, structural=recipe_structural(recipe, spec),
                                               random_effects=recipe.random_effects,
                                               correlated=recipe.correlated)

@@ -160,6 +160,7 @@ def manifest(recipe, spec, *, seed: int, device=None) -> dict:
         "spec_sha256": spec.sha256,
         "values": str(recipe.values_path) if recipe.values_path else None,
         "values_sha256": file_sha256(recipe.values_path) if recipe.values_path else None,
+        "data_options": recipe.data_options() if hasattr(recipe, "data_options") else {},
         "method": recipe.method,
         "seed": seed,
         "command_line": sys.argv,

@@ -15,14 +15,13 @@ import jax
 import jax.numpy as jnp
 import pandas as pd
 
-from ..data import read_nonmem
 from ..spec import load_spec, read_values
 from ..stats.model import SOLVER_FAILURES, build_model
 from ..structural import SolverConfig, model_from_spec
 from ..devices import on_device
 from ..engine import patient_mesh
 from .artefacts import diagnostics, manifest, summary_table, to_inference_data, write_fit
-from .recipe import FitRecipe, load_recipe
+from .recipe import FitRecipe, check_against_spec, check_data_against_spec, load_recipe
 from .samplers import Draws, run_nuts, run_optimiser
 
 
@@ -42,6 +41,7 @@ def recipe_spec(recipe: FitRecipe, spec=None):
     """The recipe's model spec (or ``spec``), with its ``values`` file and ``estimate`` list
     applied (all others fixed)."""
     spec = load_spec(recipe.spec_path) if spec is None else spec
+    check_against_spec(recipe, spec)  # a wrong name is the recipe's problem, not the spec's
     if recipe.values_path is not None:
         spec = spec.with_values(*read_values(recipe.values_path))
     if recipe.estimate is None:
@@ -79,9 +79,10 @@ def fit(recipe: FitRecipe | str | Path, *, progress: bool = True, dataset=None, 
     spec = recipe_spec(recipe, spec)
     structural = recipe_structural(recipe, spec)
     if dataset is None:
-        dataset = read_nonmem(recipe.data_path)
+        dataset = recipe.read_data()  # with the recipe's [data] units, sep, ignore, drop
     else:
         recipe = dataclasses.replace(recipe, data_sha256=None, data_path="<in memory>")
+    check_data_against_spec(recipe, spec, dataset)  # names the data and spec files
     model, population, observed = build_model(spec, dataset, structural=structural,
                                               random_effects=recipe.random_effects, correlated=recipe.correlated)
     failures_before = SOLVER_FAILURES.evaluations

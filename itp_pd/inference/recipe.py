@@ -16,6 +16,10 @@ Format (paths are relative to the recipe file)::
     [data]
     path = "../examples/data/pk_trial.csv"
     sha256 = "…"                  # `itp-pd hash <file>` or `sha256sum <file>`
+    units = { TIME = "h", AMT = "mg", DV = { 1 = "ng/mL" } }  # optional: as the units sidecar
+    sep = "whitespace"            # optional: "comma", "semicolon", "tab"; default: detected
+    ignore = "@"                  # optional: comment lines (NONMEM's IGNORE); default "#"
+    drop = ["SEX"]                # optional: columns to ignore (e.g. text); or keep = [...]
 
     [model]
     spec = "../models/pk_2cmt_iv.toml"
@@ -105,12 +109,73 @@ class FitRecipe:
     path: Path | None = None
     sha256: str | None = None
     device: str = "auto"
+    data_units: tuple[tuple[str, object], ...] | None = None
+    data_sep: str | None = None
+    data_ignore: str | None = None
+    data_drop: tuple[str, ...] = ()
+    data_keep: tuple[str, ...] | None = None
 
     @property
     def output_dir(self) -> Path:
         """``<recipe folder>/<name>/``: where ``write_fit`` puts the results."""
         base = self.path.parent if self.path is not None else Path.cwd()
         return base / self.name
+
+    def declared_units(self) -> dict[str, object] | None:
+        """The recipe's ``[data] units`` as a mapping (None: the sidecar's, else internal units)."""
+        if self.data_units is None:
+            return None
+        return {name: dict(unit) if isinstance(unit, tuple) else unit for name, unit in self.data_units}
+
+    def data_options(self) -> dict[str, object]:
+        """The ``[data]`` reading options that differ from the defaults, as plain values (for the
+        manifest, so that a fit's dataset is read again the same way)."""
+        out: dict[str, object] = {}
+        if self.data_units is not None:
+            out["units"] = self.declared_units()
+        if self.data_sep is not None:
+            out["sep"] = self.data_sep
+        if self.data_ignore is not None:
+            out["ignore"] = self.data_ignore
+        if self.data_drop:
+            out["drop"] = list(self.data_drop)
+        if self.data_keep is not None:
+            out["keep"] = list(self.data_keep)
+        return out
+
+    def with_data_options(self, options) -> FitRecipe:
+        """A copy with reading options replaced (keys as ``data_options``: units, sep, ignore,
+        drop, keep), e.g. the command line's ``--sep``/``--drop`` or a fit manifest's."""
+        import dataclasses
+
+        changes = {}
+        for key, value in (options or {}).items():
+            if key == "units":
+                changes["data_units"] = None if value is None else _frozen_units(dict(value))
+            elif key in ("drop", "keep"):
+                changes[f"data_{key}"] = None if value is None and key == "keep" else tuple(value or ())
+            elif key in ("sep", "ignore"):
+                changes[f"data_{key}"] = value
+            else:
+                raise ValueError(f"unknown data option {key!r}; expected units, sep, ignore, drop or keep")
+        return dataclasses.replace(self, **changes)
+
+    def read_data_report(self):
+        """Read the recipe's dataset with its ``[data]`` options: ``itp_pd.data.nonmem.ReadReport``."""
+        from ..data.nonmem import read_nonmem_report
+
+        where = f"recipe {self.path} [data] units" if self.path is not None else "the recipe's [data] units"
+        return read_nonmem_report(self.data_path, units=self.declared_units(), drop=self.data_drop,
+                                  keep=self.data_keep, sep=self.data_sep, ignore=self.data_ignore, units_from=where)
+
+    def read_data(self):
+        """The recipe's dataset (``read_nonmem`` with the ``[data]`` options); implausible scales
+        give a ``DataWarning``."""
+        from ..data.plausibility import warn
+
+        report = self.read_data_report()
+        warn(report.warnings)
+        return report.dataset
 
 
 def file_sha256(path: str | Path) -> str:
@@ -124,7 +189,7 @@ def file_sha256(path: str | Path) -> str:
 
 _SECTIONS = {
     "fit": {"name", "method", "seed", "device"},
-    "data": {"path", "sha256"},
+    "data": {"path", "sha256", "units", "sep", "ignore", "drop", "keep"},
     "model": {"spec", "values", "estimate", "random_effects", "correlated", "solver"},
     "nuts": set(NutsSettings.__dataclass_fields__),
     "svi": set(SviSettings.__dataclass_fields__),
@@ -180,6 +245,139 @@ def _settings(problems, cls, table, section):
         else:
             problems.add(f"{section}.{key}", repr(value), expected, f"set {section}.{key} to {expected}")
     return cls(**values)
+
+
+def _frozen_units(units):
+    return tuple((name, tuple(unit.items()) if isinstance(unit, dict) else unit) for name, unit in units.items())
+
+
+def _data_options(problems, table) -> dict:
+    """The ``[data]`` reading options (units, sep, ignore, drop, keep) as FitRecipe fields."""
+    from ..data.declared_units import unit_name_problems
+    from ..data.delimited import SEP_CHOICES, check_ignore, delimiter_name
+    from ..data.sidecar import units_table_problems
+
+    out = {}
+    if "units" in table:
+        units = table["units"]
+        if not isinstance(units, dict):
+            problems.add("data.units", repr(units), "a table of column = unit, as in a units sidecar",
+                         'write e.g. units = { TIME = "h", AMT = "mg", DV = { 1 = "ng/mL" } }')
+        else:
+            shape = units_table_problems(units, "")
+            for message in shape:
+                problems.add("data.units", message, "column = \"unit\" entries and a DV table keyed by DVID",
+                             'write e.g. units = { TIME = "h", DV = { 1 = "ng/mL" } }')
+            if not shape:
+                for key, value, expected in unit_name_problems(units):
+                    problems.add(f"data.units.{key}", repr(value), expected, "correct the unit")
+                out["data_units"] = _frozen_units(units)
+    if "sep" in table:
+        try:
+            delimiter_name(table["sep"])
+            out["data_sep"] = table["sep"]
+        except ValueError:
+            problems.add("data.sep", repr(table["sep"]), SEP_CHOICES, 'write e.g. sep = "whitespace", or leave it '
+                         "out to detect the delimiter from the header line")
+    if "ignore" in table:
+        try:
+            check_ignore(table["ignore"])
+            out["data_ignore"] = table["ignore"]
+        except ValueError:
+            problems.add("data.ignore", repr(table["ignore"]), "the characters starting comment lines: '#' "
+                         "(NONMEM's default), '@' (IGNORE=@: lines starting with a letter or @) or e.g. 'C'; "
+                         "not digits, signs, spaces, '.', ',' or ';'", 'write e.g. ignore = "@"')
+    for key in ("drop", "keep"):
+        if key in table:
+            value = table[key]
+            if isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value):
+                out[f"data_{key}"] = tuple(value)
+            else:
+                problems.add(f"data.{key}", repr(value), "a list of column names", f'write e.g. {key} = ["SEX"]')
+    return out
+
+
+def check_against_spec(recipe: FitRecipe, spec) -> None:
+    """Check that the recipe's parameter names exist in ``spec``; a wrong name is a problem of
+    the recipe file (naming its field), and one in the values file a problem of that file.
+
+    Raises:
+        SpecError: listing every such problem.
+    """
+    from ..spec import read_values
+
+    known = spec.parameter_names
+    where = f"a parameter of the spec {spec.path or '<spec>'}"
+    if recipe.values_path is not None:
+        values = Problems(str(recipe.values_path))
+        for table, names in zip(("typical", "omega"), read_values(recipe.values_path)):
+            for name in names:
+                if name not in known:
+                    values.add(f"{table}.{name}", "a parameter the spec lacks", where + ": " + ", ".join(known),
+                               "correct the name" + suggestion(name, known) + " or remove it")
+                elif table == "omega" and spec.parameter(name).iiv is None:
+                    values.add(f"omega.{name}", "an omega for a parameter without IIV", "a parameter with an iiv "
+                               f"in {spec.path or '<spec>'}", "remove it, or give the parameter an iiv in the spec")
+        values.raise_if_any()
+    problems = Problems(str(recipe.path) if recipe.path is not None else "<recipe>")
+    with_iiv = [p.name for p in spec.parameters if p.iiv is not None]
+    for name in recipe.estimate or ():
+        if name not in known:
+            problems.add("model.estimate", repr(name), where + ": " + ", ".join(known),
+                         "correct the name" + suggestion(name, known) + ", or add the parameter to the spec")
+        elif spec.parameter(name).prior is None:
+            problems.add("model.estimate", repr(name), f"a parameter with a prior in {spec.path or '<spec>'}",
+                         f"give parameters.{name} a prior in the spec, or remove {name!r} from model.estimate")
+    for name in recipe.random_effects or ():
+        if name not in known:
+            problems.add("model.random_effects", repr(name), where + ": " + ", ".join(known),
+                         "correct the name" + suggestion(name, known))
+        elif name not in with_iiv:
+            problems.add("model.random_effects", repr(name), "a parameter with an iiv in the spec "
+                         f"({', '.join(with_iiv) or 'none has one'})",
+                         f"give parameters.{name} an iiv in the spec, or remove {name!r} from model.random_effects")
+    etas = with_iiv if recipe.random_effects is None else list(recipe.random_effects)
+    stray = [name for name in recipe.correlated if name not in etas]
+    if stray or len(recipe.correlated) == 1:
+        problems.add("model.correlated", repr(list(recipe.correlated)),
+                     f"two or more of the random effects ({', '.join(etas) or 'none'})",
+                     "list the parameters whose etas share a block, or remove model.correlated")
+    problems.raise_if_any()
+
+
+def check_data_against_spec(recipe: FitRecipe, spec, dataset) -> None:
+    """Check that the dataset holds what the spec needs (a residual error for every measured
+    DVID, the covariates of its effects, constant within each patient); each problem names
+    the data file and the spec file.
+
+    Raises:
+        SpecError: listing every such problem (the file is the dataset's).
+    """
+    data, spec_file = str(recipe.data_path), str(spec.path or "<spec>")
+    problems = Problems(data)
+    declared = {o.dvid: o.name for o in spec.observations}
+    measured = sorted({int(d) for d in dataset.observations()["DVID"].unique()})
+    for dvid in measured:
+        if dvid not in declared:
+            problems.add("column DVID", f"measurements of DVID {dvid}",
+                         f"a DVID the spec {spec_file} declares an observation for "
+                         f"({', '.join(f'{d} {n}' for d, n in sorted(declared.items())) or 'none'})",
+                         f"add an [observations.<name>] with dvid = {dvid} to the spec, or remove those rows "
+                         "(or correct DVID)")
+    constant = set(dataset.patient_covariates().columns) - {"ID"}
+    for parameter in spec.parameters:
+        for effect in parameter.covariates:
+            name = effect.covariate
+            if name not in dataset.covariates:
+                problems.add(f"column {name}", "nothing (no such column)",
+                             f"covariate {name}, which the spec {spec_file} uses for {parameter.name}",
+                             f"add column {name} to the data (constant within each patient), or remove the "
+                             "effect from the spec")
+            elif name not in constant:
+                problems.add(f"column {name}", "values that change within a patient",
+                             f"one value per patient (the spec {spec_file} uses {name} for {parameter.name})",
+                             f"make {name} constant within each patient")
+    problems.raise_if_any()
 
 
 def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
@@ -244,6 +442,7 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
         elif (actual := file_sha256(data_path)) != declared:
             problems.add("data.sha256", declared, f"the file's sha256, which is {actual}",
                          "the dataset changed since the recipe was written: check the data, then update sha256")
+    data_options = _data_options(problems, dataset)
     if not isinstance(model.get("spec"), str):
         problems.add("model.spec", repr(model.get("spec")), "the model spec TOML, relative to the recipe", "add it")
     else:
@@ -281,5 +480,5 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
         name=name, method=method, seed=seed, data_path=data_path, data_sha256=declared, spec_path=spec_path,
         values_path=values_path, estimate=estimate, random_effects=random_effects, correlated=correlated,
         solver=tuple(sorted(solver.items())), nuts=nuts, svi=svi, map=map_settings,
-        path=path, sha256=hashlib.sha256(raw).hexdigest(), device=device,
+        path=path, sha256=hashlib.sha256(raw).hexdigest(), device=device, **data_options,
     )
