@@ -108,15 +108,32 @@ def _holder_text() -> str:
                        "command": " ".join(argv)}) + "\n"
 
 
+def _alive_here(holder: dict) -> bool:
+    """False only when ``holder`` names a process of this host that no longer exists."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, TypeError):
+        return True
+    return True
+
+
 def _describe_holder(path: Path) -> str:
-    """Who holds the lock file ``path``, from what it wrote there (it may be writing it now)."""
+    """Who holds the lock file ``path``, from what it wrote there. The holder may be writing
+    itself in right now (the file empty, or still naming the dead run it took over from), so
+    an unreadable record or a dead process is read again for a moment."""
     for _ in range(20):
         try:
             holder = json.loads(path.read_text())
-            return (f"process {holder['pid']} on {holder.get('host', '?')}, started {holder.get('started', '?')}: "
-                    f"{holder.get('command', '?')}")
-        except (OSError, ValueError, KeyError, TypeError):
-            time.sleep(0.01)  # the holder opened the file and has not yet written itself in
+            if _alive_here(holder):
+                return (f"process {holder['pid']} on {holder.get('host', '?')}, started "
+                        f"{holder.get('started', '?')}: {holder.get('command', '?')}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        time.sleep(0.01)
     return f"a process whose details {path} does not give"
 
 

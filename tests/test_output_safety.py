@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -282,7 +283,8 @@ def race(tmp_path_factory):
     work = root / "work"
     make_project(work / "proj")
     out = write_output(work / "out", {"summary.csv": "an earlier fit\n"})
-    (work / ".out.lock").write_text('{"pid": 4194000, "host": "gone", "started": "yesterday"}\n')
+    dead = {"pid": 4194000, "host": socket.gethostname(), "started": "yesterday"}  # a killed run of this host
+    (work / ".out.lock").write_text(json.dumps(dead) + "\n")
     (work / ".out.staging-dead1234").mkdir()
     (work / ".out.staging-dead1234" / "posterior.nc").write_bytes(b"half")
     (work / ".out.previous").mkdir()
@@ -305,8 +307,9 @@ def race(tmp_path_factory):
 def test_of_two_concurrent_runs_one_writes_and_the_other_is_refused_at_once_naming_it(race):
     work, out, _, results, ended = race
     codes = sorted(run.returncode for run, _, _ in results)
-    assert codes == [0, 2], [err for _, _, err in results]
-    (winner, stdout, _), = [r for r in results if r[0].returncode == 0]
+    # The winner writes its folder: exit 0, or 3 when 50 MAP steps do not pass the convergence check.
+    assert codes in ([0, 2], [2, 3]), [err for _, _, err in results]
+    (winner, stdout, _), = [r for r in results if r[0].returncode != 2]
     (loser, _, err), = [r for r in results if r[0].returncode == 2]
     assert f"another itp-pd run is writing out (process {winner.pid} on" in err, err
     assert "4194000" not in err  # not the stale lock's dead process
