@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .data_commands import add_data_options, check_recipe_data, recipe_with_data_options
 from .common import EXIT_OK, add_device_option, add_output_options, claimed_output, positive_int, recipe_inputs, say, staged_output
 
 FIT_EPILOG = """examples:
@@ -34,6 +35,8 @@ def run_fit(args) -> int:
         recipe = dataclasses.replace(recipe, method=args.method)
     if args.device:
         recipe = dataclasses.replace(recipe, device=args.device)
+    recipe = recipe_with_data_options(recipe, args)  # --sep, --ignore, --drop, --keep
+    check_recipe_data(recipe, "fit")  # data problems and assumed units before any fitting
     out = Path(args.out) if args.out else recipe.output_dir
     # Claimed before minutes of fitting, not after; the lock keeps a second run out meanwhile.
     with claimed_output(out, args.force, recipe_inputs(recipe)):
@@ -73,6 +76,7 @@ def register(commands) -> None:
     fit.add_argument("--method", choices=("nuts", "svi", "map"), help="override the recipe's method")
     add_device_option(fit, default=None, default_text="the recipe's [fit] device, else auto")
     add_output_options(fit, default=None, default_text="<recipe folder>/<name>/")
+    add_data_options(fit, recipe=True)
     fit.set_defaults(run=run_fit)
 
     diagnose = commands.add_parser(
