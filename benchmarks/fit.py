@@ -19,7 +19,15 @@ population parameters), max R-hat, divergences and solver failures; SVI (low-ran
 population parameters from the NUTS means. ``--gradient-repeats`` also times one gradient of
 the log density (median of repeats), the unit every method pays for.
 
+With ``--method focei`` (or ``laplace``) it times instead the maximum-likelihood fit from the
+prior medians (``itp_pd.estimation``), ``--repeats`` times (median wall; the persistent
+compilation cache is on, so the first run pays the compilation and the others reuse it), and
+reports the objective, convergence, the covariance step and ``max_abs_z`` = the largest
+|estimate − truth| / SE over the population parameters; then SVI with as many steps as the
+FOCE-I fit made model solves, for comparison. Written to ``benchmarks/results/fit_<method>.json``.
+
     python benchmarks/fit.py                       # the issue's protocol: 120 patients, 4×(500+500)
+    python benchmarks/fit.py --method focei        # 120 patients, FOCE-I, median of 3 runs
     python benchmarks/fit.py --warmup 10 --draws 10 --chains 1 --max-tree-depth 5 --out /tmp/fit.json
 """
 
@@ -101,6 +109,63 @@ def gradient_seconds(spec, dataset, fit_recipe, repeats):
     return statistics.median(times)
 
 
+def true_population(spec) -> dict:
+    """The simulated trial's population values under the names of ``estimates.csv``."""
+    truth = {f"pop_{name}": spec.parameter(name).value for name in ESTIMATED}
+    truth.update({f"omega2_{name}": spec.parameter(name).iiv.sd ** 2 for name in RANDOM_EFFECTS})
+    for o in spec.observations:
+        for field_name, value, _ in o.sigmas:
+            truth[f"sigma_{o.name}" if len(o.sigmas) == 1 else f"{field_name}_{o.name}"] = value
+    return truth
+
+
+def marginal_benchmark(options, spec, dataset) -> dict:
+    """FOCE-I/Laplace on the simulated trial, ``options.repeats`` times; then SVI to the same
+    number of model solves."""
+    import dataclasses
+
+    from itp_pd.inference import FoceiSettings, fit
+    from itp_pd.runtime import enable_compilation_cache
+
+    enable_compilation_cache(options.cache)
+    base = recipe(options, options.method)
+    # Maximum likelihood needs a smooth objective: the solver's relative tolerance sets how many
+    # digits of the OFV and its gradient are real (NUTS's 1e-4 leaves the BFGS line search noise).
+    solver = dict(base.solver, rtol=options.rtol, atol=options.rtol * 1e-3)
+    fit_recipe = dataclasses.replace(base, solver=tuple(sorted(solver.items())),
+                                     focei=FoceiSettings(max_iterations=options.max_iterations,
+                                                         covariance=options.covariance, draws=options.focei_draws))
+    walls, result = [], None
+    for _ in range(options.repeats):
+        started = time.perf_counter()
+        result = fit(fit_recipe, dataset=dataset, spec=spec, progress=not options.quiet)
+        walls.append(time.perf_counter() - started)
+    d = result.diagnostics
+    truth = true_population(spec)
+    table = result.tables["estimates"].set_index("parameter")
+    z = {name: abs(table.loc[name, "estimate"] - value) / table.loc[name, "se"]
+         for name, value in truth.items() if name in table.index}
+    figures = {
+        "patients": options.patients, "method": options.method, "wall_s": statistics.median(walls),
+        "wall_s_runs": walls, "compile_s": walls[0] - statistics.median(walls[1:]) if len(walls) > 1 else None,
+        "outer_iterations": d["outer_iterations"], "objective_evaluations": d["objective_evaluations"],
+        "model_solves": d["model_solves"], "ofv": d["ofv"], "converged": d["converged"],
+        "convergence_message": d["convergence_message"], "covariance_step_ok": d["covariance_step"]["ok"],
+        "covariance_step": d["covariance_step"], "max_abs_z": max(z.values()) if z else None,
+        "z": z, "truth": truth, "estimates": table["estimate"].to_dict(), "se": table["se"].to_dict(),
+        "device": d["device"], "estimated": list(ESTIMATED), "random_effects": list(RANDOM_EFFECTS),
+        "solver": dict(fit_recipe.solver), "environment": environment(),
+    }
+    steps = max(1, int(d["model_solves"]))
+    svi_recipe = dataclasses.replace(recipe(options, "svi"), svi=dataclasses.replace(
+        recipe(options, "svi").svi, steps=steps, draws=options.svi_draws))
+    started = time.perf_counter()
+    svi = fit(svi_recipe, dataset=dataset, spec=spec, progress=False)
+    figures.update(svi_steps=steps, svi_wall_s=time.perf_counter() - started, svi_converged=svi.diagnostics["converged"],
+                   svi_means=svi.summary["mean"].to_dict())
+    return figures
+
+
 def main(args=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=120)
@@ -114,12 +179,31 @@ def main(args=None):
     parser.add_argument("--gradient-repeats", type=int, default=5)
     parser.add_argument("--skip-nuts", action="store_true", help="time the gradient and SVI only")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fit.json")
+    parser.add_argument("--method", choices=("nuts", "focei", "laplace"), default="nuts",
+                        help="nuts: the NUTS/SVI protocol; focei/laplace: the maximum-likelihood fit")
+    parser.add_argument("--repeats", type=int, default=3, help="FOCE-I/Laplace runs (median wall)")
+    parser.add_argument("--max-iterations", type=int, default=200, help="FOCE-I/Laplace BFGS iterations at most")
+    parser.add_argument("--covariance", choices=("sandwich", "r", "none"), default="sandwich")
+    parser.add_argument("--focei-draws", type=int, default=200)
+    parser.add_argument("--rtol", type=float, default=1e-6, help="FOCE-I/Laplace solver rtol (atol = rtol/1000)")
+    parser.add_argument("--cache", type=Path, default=None, help="compilation cache folder (default itp-pd's)")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default benchmarks/results/fit.json, or fit_<method>.json for focei/laplace")
     options = parser.parse_args(args)
 
     from itp_pd.inference import fit
 
     spec, dataset, truth = simulated_trial(options.patients, options.seed)
+    if options.method != "nuts":
+        out = options.out or ROOT / "benchmarks" / "results" / f"fit_{options.method}.json"
+        figures = marginal_benchmark(options, spec, dataset)
+        write_figures(figures, out)
+        print(f"{options.method}: {options.patients} patients, median wall {figures['wall_s']:.1f} s, "
+              f"converged {figures['converged']}, covariance step ok {figures['covariance_step_ok']}, "
+              f"max |z| {figures['max_abs_z']}; SVI with {figures['svi_steps']} steps {figures['svi_wall_s']:.1f} s")
+        return figures
+    options.out = options.out or ROOT / "benchmarks" / "results" / "fit.json"
     figures = {"patients": options.patients, "chains": options.chains, "warmup": options.warmup,
                "draws": options.draws, "max_tree_depth": options.max_tree_depth,
                "estimated": list(ESTIMATED), "random_effects": list(RANDOM_EFFECTS),

@@ -112,3 +112,22 @@ def test_unsolvable_start_is_refused_naming_patients():
     model, population, observed = build_model(broken, dataset, structural=model.structural)
     with pytest.raises(ItpPdError, match="cannot be solved at the starting estimates"):
         fit_population(model, observed, population, dataset)
+
+
+def test_sir_on_the_pk_example(pk_fit):
+    """With 40 well-sampled patients the likelihood is close to normal on the unconstrained
+    scale, so the importance weights are even (ESS near the number of samples) and the
+    resampled draws centre on the estimate."""
+    import jax
+
+    from itp_pd.estimation.outer import OuterSettings
+    from itp_pd.estimation.sir import sample_importance_resample
+
+    outer = pk_fit.outer
+    result = sample_importance_resample(pk_fit.setup.problem, pk_fit.setup.data, outer.x, outer.ofv, outer.eta,
+                                        outer.covariance.covariance, OuterSettings(), samples=300, resamples=100,
+                                        key=jax.random.PRNGKey(2))
+    assert result.failed == 0 and result.draws.shape == (100, outer.x.size)
+    assert result.ess > 0.5 * 300
+    sd = np.sqrt(np.diagonal(outer.covariance.covariance))
+    assert np.all(np.abs(result.draws.mean(0) - outer.x) < 0.5 * sd)

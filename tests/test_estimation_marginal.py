@@ -73,7 +73,7 @@ def test_linear_gaussian_estimates_equal_the_closed_form_maximum(linear_data, me
     problem, data = _linear_problem(method), _data(linear_data)
     x0 = np.array([0.5, 0.1, np.log(0.3), np.log(0.5)])
     result = minimise(problem, data, x0, np.zeros((linear_data.shape[0], 1)),
-                      OuterSettings(gtol=1e-4, inner_tol=1e-9))
+                      OuterSettings(gtol=1e-4, inner_tol=1e-9, inner_decrement=0.0))
     exact = scipy.optimize.minimize(_linear_exact_ofv, x0, args=(linear_data,), method="BFGS",
                                     options={"gtol": 1e-9})
     assert result.converged, result.message

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 bad input (dataset, recipe, arguments, regimen, an output folder
 that exists, that ``--force`` may not replace, or that another run is writing); 1 an
-unexpected internal error (run again with ``--debug`` for the traceback); 130 interrupted
+unexpected internal error (run again with ``--debug`` for the traceback); 3 ``fit`` ran to the end
+without converging (``EXIT_NOT_CONVERGED``; the folder is written and says so); 130 interrupted
 (Ctrl-C). Results go to stdout, progress and errors to stderr.
 
 Output folders (``itp_pd.output_folder``): ``--out`` names a new folder in a folder that exists,
@@ -24,6 +25,7 @@ __all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "build_
 SUBCOMMANDS = (demo, data_commands, simulate, fit_commands, trial, batch)
 
 EPILOG = """exit codes: 0 success; 2 bad input (the message says what and how to fix it);
+3 a fit ran to the end without converging (its folder is written and says so);
 1 internal error (run again with --debug and report the traceback); 130 interrupted.
 
 output folders: --out must be new, in a folder that exists; one run at a time writes it;

@@ -10,12 +10,15 @@ from pathlib import Path
 from ..output_folder import claimed_output as _claimed_output, replaced_atomically
 from ..runtime import progress_bar
 
-__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "add_device_option", "add_output_options",
+__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_NOT_CONVERGED", "EXIT_OK", "add_device_option", "add_output_options",
            "check_fresh_output", "claimed_output", "enable_float64", "fit_inputs",
            "positive_float", "positive_int", "progress_bar", "recipe_inputs", "say", "staged_output"]
 
 # Exit codes scripts can rely on (also in ``itp-pd --help``).
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# A fit that ran to the end but did not pass its convergence checks: its folder is written,
+# its numbers are not results (``diagnostics.json``: converged false, and why).
+EXIT_NOT_CONVERGED = 3
 
 FORCE_HELP = "replace an earlier itp-pd output folder; never a folder itp-pd did not write"
 

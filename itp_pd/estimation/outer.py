@@ -35,6 +35,8 @@ class OuterSettings:
         max_iterations: BFGS iterations at most.
         gtol: convergence when max |∂OFV/∂x| falls below this (OFV units per unit of x).
         inner_tol: each patient's mode: max |∂Jᵢ/∂η| below this.
+        inner_decrement: ... or its Newton decrement (OFV units a further step would gain)
+            below this.
         inner_iterations: Gauss–Newton iterations of the inner problem at most, per evaluation.
         covariance: ``"sandwich"`` (R⁻¹SR⁻¹, NONMEM's default), ``"r"`` (2R⁻¹) or ``"none"``.
         fd_step: step of the central differences that give R, on the unconstrained scale.
@@ -43,6 +45,7 @@ class OuterSettings:
     max_iterations: int = 200
     gtol: float = 1e-3
     inner_tol: float = 1e-6
+    inner_decrement: float = 1e-6
     inner_iterations: int = 50
     covariance: str = "sandwich"
     fd_step: float = 1e-4
@@ -82,6 +85,7 @@ class OuterResult:
     message: str
     iterations: int
     evaluations: int
+    solves: int = 0
     history: list = field(default_factory=list)
     covariance: CovarianceStep | None = None
     run_s: float = 0.0
@@ -94,16 +98,19 @@ class _Objective:
         self.problem, self.data, self.settings = problem, data, settings
         self.eta = np.asarray(eta0, dtype=float)
         self.evaluations = 0
+        self.solves = 0  # batched model solves: each inner iteration, and each evaluation's expansion
         self.last = None
 
     def at(self, x, *, eta=None):
         x = np.asarray(x, dtype=float)
         start = self.eta if eta is None else eta
         inner = find_modes(self.problem, x, start, self.data, tol=self.settings.inner_tol,
-                           max_iterations=self.settings.inner_iterations)
+                           max_iterations=self.settings.inner_iterations,
+                           decrement_tol=self.settings.inner_decrement)
         ofv, grad, h, status = evaluate(self.problem, jnp.asarray(x), jnp.asarray(inner.eta), self.data,
                                         self.problem.method)
         self.evaluations += 1
+        self.solves += inner.iterations + 2
         ofv, grad = np.asarray(ofv), np.asarray(grad)
         total = float(ofv.sum())
         ok = np.isfinite(total) and np.all(np.asarray(status) == 0) and np.all(np.isfinite(grad))
@@ -159,6 +166,7 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
         objective.at(x, eta=inner.eta)  # leave the warm start at the estimate
     out.run_s = time.perf_counter() - started
     out.evaluations = objective.evaluations
+    out.solves = objective.solves
     return out
 
 

@@ -222,6 +222,7 @@ def fit_population(model, observed, population, dataset, *, method: str = "focei
         "max_abs_gradient": float(np.max(np.abs(outer.gradient))) if outer.gradient.size else 0.0,
         "outer_iterations": outer.iterations,
         "objective_evaluations": outer.evaluations,
+        "model_solves": outer.solves,
         "inner_failures": int((~outer.inner_converged).sum()),
         "estimated_parameters": p,
         "observations": n_obs,

@@ -8,10 +8,11 @@ posterior as ArviZ InferenceData with a summary table, diagnostics and a manifes
 
 from .artefacts import population_sites, summary_table, to_inference_data, write_fit
 from .fit import FitResult, fit, recipe_spec, recipe_structural, run_recipe
-from .recipe import FitRecipe, MapSettings, NutsSettings, SviSettings, file_sha256, load_recipe
+from .recipe import FitRecipe, FoceiSettings, MapSettings, NutsSettings, SviSettings, file_sha256, load_recipe
 from .samplers import Draws, run_nuts, run_optimiser
 
 __all__ = [
+    "FoceiSettings",
     "Draws",
     "FitRecipe",
     "FitResult",

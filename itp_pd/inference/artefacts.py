@@ -9,7 +9,13 @@
                         ESS, R-hat
     diagnostics.json    divergences, max R-hat, min ESS, solver failures, times, device
     manifest.json       package versions, data/spec/recipe hashes, seed, command line
-    losses.csv          SVI and MAP only: the loss (negative ELBO or log density) per step
+    losses.csv          SVI and MAP: the loss (negative ELBO or log density) per step;
+                        FOCE-I and Laplace: the OFV per outer iteration
+    estimates.csv       FOCE-I and Laplace: parameter, estimate, se, rse_pct, lower95, upper95,
+                        unit, cv_pct (natural units; Ω as variances)
+    individual.csv      FOCE-I and Laplace: EBEs and their conditional sds, individual
+                        parameters, OFV per patient
+    residuals.csv       FOCE-I and Laplace: PRED, IPRED, IWRES, CWRES per observation
 
 The folder is written under a temporary name and renamed into place, so a fit killed half-way
 leaves either the previous complete result or none, never a half-written one.
@@ -183,4 +189,6 @@ def write_fit(result, directory: str | Path) -> Path:
         if losses is not None:
             pd.DataFrame({"step": np.arange(1, len(losses) + 1), "loss": losses}).to_csv(
                 staging / "losses.csv", index=False, float_format="%.8g")
+        for name, table in getattr(result, "tables", {}).items():
+            table.to_csv(staging / f"{name}.csv", index=False, float_format="%.8g")
     return directory

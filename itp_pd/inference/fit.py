@@ -7,12 +7,14 @@ A pure function of the recipe and the files it names (checked by sha256), so any
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import arviz as az
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pandas as pd
 
 from ..spec import load_spec, read_values
@@ -22,7 +24,10 @@ from ..devices import on_device
 from ..engine import patient_mesh
 from .artefacts import diagnostics, manifest, summary_table, to_inference_data, write_fit
 from .recipe import FitRecipe, check_against_spec, check_data_against_spec, load_recipe
-from .samplers import Draws, run_nuts, run_optimiser
+from .samplers import Draws, _deterministic, run_nuts, run_optimiser
+
+MARGINAL_METHODS = ("focei", "laplace")
+RHAT_LIMIT = 1.01
 
 
 @dataclass
@@ -35,6 +40,12 @@ class FitResult:
     diagnostics: dict
     manifest: dict
     draws: Draws
+    tables: dict = dataclasses.field(default_factory=dict)  # name → DataFrame, written as <name>.csv
+
+    @property
+    def converged(self) -> bool:
+        """The method's convergence checks passed (``diagnostics["converged"]``)."""
+        return bool(self.diagnostics.get("converged"))
 
 
 def recipe_spec(recipe: FitRecipe, spec=None):
@@ -85,6 +96,9 @@ def fit(recipe: FitRecipe | str | Path, *, progress: bool = True, dataset=None, 
     check_data_against_spec(recipe, spec, dataset)  # names the data and spec files
     model, population, observed = build_model(spec, dataset, structural=structural,
                                               random_effects=recipe.random_effects, correlated=recipe.correlated)
+    if recipe.method in MARGINAL_METHODS:
+        with on_device(recipe.device, batch=model.n_patients) as device:
+            return _fit_marginal(recipe, spec, model, population, observed, dataset, progress, device)
     failures_before = SOLVER_FAILURES.evaluations
     # The batch a device sees is every patient of every vectorised chain.
     batch = model.n_patients * (recipe.nuts.chains if recipe.method == "nuts" else 1)
@@ -95,7 +109,86 @@ def fit(recipe: FitRecipe | str | Path, *, progress: bool = True, dataset=None, 
     summary = summary_table(idata)
     report = diagnostics(draws, summary, solver_failures=SOLVER_FAILURES.evaluations - failures_before,
                          device=device)
+    report.update(sampling_convergence(recipe.method, report, draws))
     return FitResult(recipe, idata, summary, report, manifest(recipe, spec, seed=recipe.seed, device=device), draws)
+
+
+def sampling_convergence(method: str, report: dict, draws: Draws) -> dict:
+    """``converged`` and why, for NUTS (every R-hat ≤ 1.01 and no divergence), SVI and MAP
+    (the loss no longer falling: the mean of the last quarter of steps is not below the mean
+    of the quarter before by more than twice its standard error, or by more than 1e-4
+    relative)."""
+    if method == "nuts":
+        rhat, divergences = report["max_rhat"], report["divergences"]
+        ok = rhat is not None and rhat <= RHAT_LIMIT and divergences == 0
+        why = f"max R-hat {rhat} (limit {RHAT_LIMIT}), {divergences} divergences"
+        return {"converged": bool(ok), "convergence_message": ("converged: " if ok else "not converged: ") + why}
+    losses = np.asarray(draws.losses if draws.losses is not None else [], dtype=float)
+    if losses.size < 8 or not np.all(np.isfinite(losses[-losses.size // 2:])):
+        return {"converged": False, "convergence_message": "not converged: too few finite losses to judge"}
+    quarter = losses.size // 4
+    third, last = losses[-2 * quarter:-quarter], losses[-quarter:]
+    drop = float(third.mean() - last.mean())
+    noise = 2.0 * float(last.std(ddof=1)) / np.sqrt(last.size)
+    ok = drop <= noise or drop <= 1e-4 * abs(float(last.mean()))
+    why = (f"mean loss {third.mean():.6g} in the third quarter of the steps, {last.mean():.6g} in the last "
+           f"(drop {drop:.3g}; noise {noise:.3g})")
+    return {"converged": bool(ok), "convergence_message": ("converged: " if ok else "not converged, the loss is "
+                                                           "still falling: ") + why}
+
+
+def _fit_marginal(recipe, spec, model, population, observed, dataset, progress, device) -> FitResult:
+    """FOCE-I or Laplace (``itp_pd.estimation``), then parameter draws from the asymptotic
+    normal of the estimate, stored like posterior draws so that reports, virtual trials and
+    forecasts use them unchanged."""
+    import time
+
+    from ..estimation.outer import OuterSettings
+    from ..estimation.population_fit import fit_population, latent_samples, parameter_draws
+
+    settings = recipe.focei
+    outer_settings = OuterSettings(max_iterations=settings.max_iterations, gtol=settings.gtol,
+                                   inner_tol=settings.inner_tol, inner_decrement=settings.inner_decrement,
+                                   inner_iterations=settings.inner_iterations,
+                                   covariance=settings.covariance, fd_step=settings.fd_step)
+
+    def say(iteration, ofv, gmax):
+        if progress:
+            print(f"{recipe.method}: iteration {iteration}, OFV {ofv:.4f}, max |gradient| {gmax:.3g}",
+                  file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    result = fit_population(model, observed, population, dataset, method=recipe.method, settings=outer_settings,
+                            progress=say)
+    draw_key, output_key = jax.random.split(jax.random.PRNGKey(recipe.seed))
+    xs = parameter_draws(result, settings.draws, key=draw_key)
+    cov = result.outer.covariance
+    sir = None
+    if settings.sir and cov is not None and cov.ok:
+        from ..estimation.sir import sample_importance_resample
+
+        sir = sample_importance_resample(result.setup.problem, result.setup.data, result.outer.x, result.outer.ofv,
+                                         result.outer.eta, cov.covariance, outer_settings,
+                                         samples=settings.sir_samples, resamples=settings.sir_resamples, key=draw_key)
+        xs = sir.draws
+    latent = latent_samples(result, xs)
+    with jax.numpy_dtype_promotion("standard"):
+        derived = _deterministic(model, model.data, jnp.asarray(observed.value), latent, draw_key)
+    samples = {k: np.asarray(v)[None] for k, v in {**latent, **derived}.items()}
+    draws = Draws(recipe.method, samples, {}, 0.0, time.perf_counter() - started, np.asarray(result.outer.history))
+    idata = to_inference_data(draws, model, observed, population, dataset, key=output_key)
+    summary = summary_table(idata)
+    report = diagnostics(draws, summary, solver_failures=0, device=device)
+    report.update(result.summary)
+    report["converged"] = bool(result.ok)
+    report["draws_from"] = ("sampling importance resampling (SIR) from the asymptotic normal" if sir is not None
+                            else "asymptotic normal of the estimate (covariance step)" if len(xs) > 1
+                            else "the estimate alone (the covariance step failed)")
+    if sir is not None:
+        report["sir"] = {"samples": sir.samples, "resamples": sir.resamples, "ess": sir.ess, "failed": sir.failed}
+    tables = {"estimates": result.estimates, "individual": result.individual, "residuals": result.residuals}
+    return FitResult(recipe, idata, summary, report, manifest(recipe, spec, seed=recipe.seed, device=device), draws,
+                     tables)
 
 
 def spread_over_devices(model, recipe: FitRecipe, devices) -> tuple:

@@ -9,7 +9,7 @@ Format (paths are relative to the recipe file)::
 
     [fit]
     name = "pk_2cmt_example"      # output folder fits/<name>/
-    method = "nuts"               # "nuts", "svi" or "map"
+    method = "focei"              # "focei", "laplace" (maximum likelihood), "nuts", "svi" or "map"
     seed = 1
     device = "auto"               # optional: "auto" (GPU for wide batches), "cpu" or "gpu"
 
@@ -31,7 +31,9 @@ Format (paths are relative to the recipe file)::
 
     [nuts]   # chains, warmup, draws, target_accept, dense_mass, max_tree_depth, init
     [svi]    # guide ("meanfield" or "lowrank"), rank, steps, learning_rate, draws
-    [map]    # steps, learning_rate
+    [map]    # steps, learning_rate (the posterior mode: a start for NUTS, not an estimator of Omega)
+    [focei]  # FOCE-I and Laplace: max_iterations, gtol, inner_tol, inner_decrement, inner_iterations,
+             # covariance ("sandwich", "r", "none"), fd_step, draws, sir, sir_samples, sir_resamples
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from pathlib import Path
 from ..devices import DEVICE_CHOICES
 from ..spec._problems import Problems, SpecProblem, spec_error, suggestion
 
-METHODS = ("nuts", "svi", "map")
+METHODS = ("nuts", "svi", "map", "focei", "laplace")
+COVARIANCE_KINDS = ("sandwich", "r", "none")
 NUTS_INITS = ("median", "map", "svi")
 SVI_GUIDES = ("meanfield", "lowrank")
 SOLVER_KEYS = ("solver", "rtol", "atol", "max_steps")
@@ -89,6 +92,31 @@ class MapSettings:
 
 
 @dataclass(frozen=True)
+class FoceiSettings:
+    """FOCE-I and Laplace (``itp_pd.estimation``): maximum likelihood, no priors.
+
+    ``gtol``: converged when max |∂OFV/∂x| is below it (OFV units per unit of the
+    unconstrained parameter); ``inner_tol`` (gradient), ``inner_decrement`` (OFV units a further
+    Newton step would gain), ``inner_iterations``: each patient's mode;
+    ``covariance``: ``sandwich`` (R⁻¹SR⁻¹, NONMEM's default), ``r`` (2R⁻¹) or ``none``;
+    ``draws``: parameter draws from the asymptotic normal of the estimate, for simulation;
+    ``sir``: instead, ``sir_resamples`` draws by sampling importance resampling of
+    ``sir_samples`` proposals from that normal (PsN's ``sir``; one OFV per proposal)."""
+
+    max_iterations: int = 200
+    gtol: float = 1e-3
+    inner_tol: float = 1e-6
+    inner_decrement: float = 1e-6
+    inner_iterations: int = 50
+    covariance: str = "sandwich"
+    fd_step: float = 1e-4
+    draws: int = 200
+    sir: bool = False
+    sir_samples: int = 1000
+    sir_resamples: int = 200
+
+
+@dataclass(frozen=True)
 class FitRecipe:
     """A checked fit recipe. Paths are absolute (resolved against the recipe's folder)."""
 
@@ -106,6 +134,7 @@ class FitRecipe:
     nuts: NutsSettings = field(default_factory=NutsSettings)
     svi: SviSettings = field(default_factory=SviSettings)
     map: MapSettings = field(default_factory=MapSettings)
+    focei: FoceiSettings = field(default_factory=FoceiSettings)
     path: Path | None = None
     sha256: str | None = None
     device: str = "auto"
@@ -194,6 +223,7 @@ _SECTIONS = {
     "nuts": set(NutsSettings.__dataclass_fields__),
     "svi": set(SviSettings.__dataclass_fields__),
     "map": set(MapSettings.__dataclass_fields__),
+    "focei": set(FoceiSettings.__dataclass_fields__),
 }
 
 
@@ -466,6 +496,9 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
     nuts = _settings(problems, NutsSettings, data.get("nuts", {}), "nuts")
     svi = _settings(problems, SviSettings, data.get("svi", {}), "svi")
     map_settings = _settings(problems, MapSettings, data.get("map", {}), "map")
+    focei = _settings(problems, FoceiSettings, data.get("focei", {}), "focei")
+    if focei.covariance not in COVARIANCE_KINDS:
+        problems.add("focei.covariance", repr(focei.covariance), " or ".join(COVARIANCE_KINDS), "choose one")
     if not 0 < nuts.target_accept < 1:
         problems.add("nuts.target_accept", repr(nuts.target_accept), "a probability in (0, 1)", "use e.g. 0.85")
     if nuts.init not in NUTS_INITS:
@@ -479,6 +512,6 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
     return FitRecipe(
         name=name, method=method, seed=seed, data_path=data_path, data_sha256=declared, spec_path=spec_path,
         values_path=values_path, estimate=estimate, random_effects=random_effects, correlated=correlated,
-        solver=tuple(sorted(solver.items())), nuts=nuts, svi=svi, map=map_settings,
+        solver=tuple(sorted(solver.items())), nuts=nuts, svi=svi, map=map_settings, focei=focei,
         path=path, sha256=hashlib.sha256(raw).hexdigest(), device=device, **data_options,
     )
