@@ -333,18 +333,30 @@ def _run_batch(planned: list[PlannedFit], out: Path, address, num_cpus, fit_func
     to_run = [fit for fit in planned if fit.folder not in rows]
     note = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
     note(f"batch: {len(planned)} fit(s) in {out}/: {len(rows)} already done (skipped), {len(to_run)} to run")
+
+    def write_progress(finished: dict) -> None:
+        # Rewritten after every finished fit, so that batch.csv is never stale: after a kill it
+        # says which fits were done and which were still pending.
+        pending = {fit.folder: BatchRow(fit.recipe_path, fit.recipe.name, fit.key, "pending", str(fit.folder))
+                   for fit in to_run}
+        current = {**pending, **rows, **finished}
+        _write_summary([current[fit.folder] for fit in planned], out / SUMMARY_FILE)
+
     if to_run:
+        write_progress({})
         # Ray's driver prints worker-death notices on stdout; stdout is for results, so they go
         # to stderr while the batch runs.
         with contextlib.redirect_stdout(sys.stderr), ray_session(address, num_cpus=num_cpus) as ray:
-            rows.update(_run_on_ray(ray, to_run, out, fit_function, note))
+            rows.update(_run_on_ray(ray, to_run, out, fit_function, note, write_progress))
     report = BatchReport([rows[fit.folder] for fit in planned], out, out / SUMMARY_FILE)
     _write_summary(report.rows, report.summary_path)
     return report
 
 
-def _run_on_ray(ray, to_run: list[PlannedFit], out: Path, fit_function, note) -> dict[Path, BatchRow]:
-    """Submit one task per fit, collect them as they finish; rows keyed by folder."""
+def _run_on_ray(ray, to_run: list[PlannedFit], out: Path, fit_function, note,
+                on_finished=lambda rows: None) -> dict[Path, BatchRow]:
+    """Submit one task per fit, collect them as they finish; rows keyed by folder.
+    ``on_finished(rows)`` is called with the rows so far after each one."""
     resources = ray.cluster_resources()
     cluster_gpus = resources.get("GPU", 0)
     needs_gpu = [fit.recipe_path for fit in to_run if fit.recipe.device == "gpu"]
@@ -383,6 +395,7 @@ def _run_on_ray(ray, to_run: list[PlannedFit], out: Path, fit_function, note) ->
                                    seconds=result["seconds"])
                     note(f"[{finished}/{len(to_run)}] done   {fit.folder.name} ({result['seconds']:.1f} s)")
                 rows[fit.folder] = row
+                on_finished(rows)
     except BaseException:
         for ref in pending:  # interrupted: stop this batch's remaining work on a shared cluster
             with contextlib.suppress(Exception):

@@ -236,3 +236,24 @@ def test_cli_prints_the_table_and_exits_1_when_a_fit_failed(first_batch, tmp_pat
     code = main(["batch", str(paths[0]), "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 2 and "pip install 'itp-pd[batch]'" in captured.err
+
+
+def copy_the_summary(recipe, folder):
+    """A fit function that records what batch.csv says while it runs, then writes a tiny folder."""
+    seen = (folder.parent / "batch.csv").read_text()
+    with replaced_atomically(folder) as staging:
+        (staging / "seen.csv").write_text(seen)
+
+
+def test_batch_csv_is_written_as_fits_finish_so_a_killed_batch_leaves_it_true(local_ray, tmp_path):
+    paths = [write_recipe(tmp_path, f"seed{seed}", seed=seed) for seed in (21, 22)]
+    out = tmp_path / "out"
+    report = run_batch(paths, out, fit_function=copy_the_summary, progress=False)
+    assert [row.status for row in report.rows] == ["done", "done"]
+    for path in paths:
+        folder = folder_of(path, out)
+        with open(folder / "seen.csv", newline="") as stream:
+            seen = {row["folder"]: row["status"] for row in csv.DictReader(stream)}
+        # While this fit ran, batch.csv already listed it, as pending (not the last batch's rows).
+        assert seen[str(folder)] == "pending" and len(seen) == 2
+    assert [r["status"] for r in read_summary(out)] == ["done", "done"]
