@@ -147,10 +147,8 @@ def _fit_marginal(recipe, spec, model, population, observed, dataset, progress, 
     from ..estimation.population_fit import fit_population, latent_samples, parameter_draws
 
     settings = recipe.focei
-    outer_settings = OuterSettings(max_iterations=settings.max_iterations, gtol=settings.gtol,
-                                   inner_tol=settings.inner_tol, inner_decrement=settings.inner_decrement,
-                                   inner_iterations=settings.inner_iterations,
-                                   covariance=settings.covariance, fd_step=settings.fd_step)
+    # The recipe's [focei] section holds the estimator's settings and, besides, the draws'.
+    outer_settings = OuterSettings(**{name: getattr(settings, name) for name in OuterSettings.__dataclass_fields__})
 
     def say(iteration, ofv, gmax):
         if progress:

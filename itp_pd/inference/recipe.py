@@ -106,7 +106,7 @@ class FoceiSettings:
     max_iterations: int = 200
     gtol: float = 1e-3
     inner_tol: float = 1e-6
-    inner_decrement: float = 1e-6
+    inner_decrement: float = 1e-9
     inner_iterations: int = 50
     covariance: str = "sandwich"
     fd_step: float = 1e-4
