@@ -68,9 +68,6 @@ class PatientData:
     output: jax.Array
     covariates: dict
 
-    def patient(self, i):
-        return jax.tree.map(lambda leaf: leaf[i], self._tree())
-
     def _tree(self):
         return {"value": self.value, "is_data": self.is_data, "censored": self.censored, "lloq": self.lloq,
                 "output": self.output, "covariates": self.covariates}
@@ -177,14 +174,14 @@ def _half_hessian(problem, x, eta, patient, expansion, method, blq=True):
 
 
 def patient_ofv(problem, x, eta, patient, expansion, method, blq=True):
-    """OFVᵢ at (x, η) (η the mode), without 2π constants."""
+    """``(OFVᵢ, Hᵢ)`` at (x, η) (η the mode); OFVᵢ without 2π constants."""
     h = _half_hessian(problem, x, eta, patient, expansion, method, blq)
     sign, logdet = jnp.linalg.slogdet(h)
     return joint(problem, x, eta, patient, expansion) + jnp.where(sign > 0, logdet, jnp.inf), h
 
 
 def patient_gradient(problem, x, eta, patient, expansion, method, third, blq=True):
-    """``(OFVᵢ, dOFVᵢ/dx)``: the total derivative, the mode followed by implicit differentiation.
+    """``(OFVᵢ, dOFVᵢ/dx, Hᵢ)``: the total derivative, the mode followed by implicit differentiation.
 
     ``third`` (``(m,)``) is ∇_ψ Σⱼ cⱼ tr(M ∂²fⱼ/∂ψ²) from ``_third_order``: the part of
     ∇ log det Hᵢ that needs third derivatives of the predictions, which the quadratic Taylor
