@@ -185,3 +185,49 @@ def test_total_gradient_matches_central_differences(nonlinear_data, method):
                         for e in np.eye(x.size)])
     # Central differences of a function re-optimised to 1e-11: error ~h² + 1e-11/h ~ 1e-6.
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-4)
+
+
+def test_modes_stop_at_the_noise_of_an_adaptive_solver(nonlinear_data):
+    """An adaptive ODE solver makes Jᵢ smooth only to about its tolerance, while its forward
+    derivatives are those of the smooth model: predictions rounded to 1e-7 relative (the
+    derivative of the unrounded ones kept) stand in for it. Asked for an unreachable gradient,
+    the inner search must end by the noise rule within a few iterations, at the exact mode to
+    the precision the noise allows, not run to its limit."""
+    data = _data(nonlinear_data)
+    exact = _exponential_problem("focei")
+
+    def rounded(psi):
+        f, status = exact.predict(psi)
+        scale = 10.0 ** jnp.floor(jnp.log10(jnp.abs(f)))
+        return f + jax.lax.stop_gradient(jnp.round(f / scale * 1e7) / 1e7 * scale - f), status
+
+    noisy = MarginalProblem(exact.psi, rounded, exact.variance, exact.omega, "focei")
+    eta0 = np.zeros((nonlinear_data.shape[0], 1))
+    reference = find_modes(exact, X_NONLINEAR, eta0, data, tol=1e-10, max_iterations=100)
+    assert reference.converged.all()
+    inner = find_modes(noisy, X_NONLINEAR, eta0, data, tol=1e-14, decrement_tol=0.0, noise=1e-6, max_iterations=100)
+    assert inner.converged.all()
+    assert inner.iterations < 20
+    np.testing.assert_allclose(inner.eta, reference.eta, atol=1e-4)
+    # Without the noise rule the same search cannot meet the gradient test.
+    stuck = find_modes(noisy, X_NONLINEAR, eta0, data, tol=1e-14, decrement_tol=0.0, noise=0.0, max_iterations=30)
+    assert not stuck.converged.all()
+
+
+def test_mode_sensitivity_matches_central_differences(nonlinear_data):
+    """dη̂/dx from ``evaluate(..., sensitivity=True)`` (the implicit function theorem on the
+    Taylor model) against central differences of the re-found modes: what predicts the next
+    outer iterate's modes."""
+    data = _data(nonlinear_data)
+    problem = _exponential_problem("focei", k_eta=True)
+    x = X_NONLINEAR + np.array([0.05, -0.03, 0.1, 0.05, -0.1])
+    eta0 = np.zeros((nonlinear_data.shape[0], 2))
+
+    def modes(xx):
+        return find_modes(problem, xx, eta0, data, tol=1e-11, max_iterations=200).eta
+
+    sensitivity = np.asarray(evaluate(problem, jnp.asarray(x), jnp.asarray(modes(x)), data, "focei",
+                                      sensitivity=True)[4])
+    h = 1e-5
+    numeric = np.stack([(modes(x + h * e) - modes(x - h * e)) / (2 * h) for e in np.eye(x.size)], axis=-1)
+    np.testing.assert_allclose(sensitivity, numeric, rtol=1e-5, atol=1e-6)

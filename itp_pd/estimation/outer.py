@@ -1,9 +1,11 @@
 """The outer problem: minimise the population OFV by BFGS with exact gradients, then the
 covariance step.
 
-Each objective evaluation re-finds every patient's mode, warm-started from the previous one,
-and returns the exact total gradient (``marginal.evaluate``), so the quasi-Newton method sees
-a smooth function with a true gradient rather than NONMEM's finite differences.
+Each objective evaluation re-finds every patient's mode and returns the exact total gradient
+(``marginal.modes_and_evaluation``), so the quasi-Newton method sees a smooth function with a
+true gradient rather than NONMEM's finite differences. The search starts from the previous
+modes moved by their derivative dη̂/dx (``predicted_shift``): measured on the 40-patient ITP
+problem, 2 Newton iterations per evaluation instead of 5 from the previous modes alone.
 
 **Convergence** (both reported): the largest |∂OFV/∂x| on the unconstrained scale below
 ``gtol`` (in OFV units per unit of log parameter), or SciPy's BFGS finishing with success; and
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from .marginal import evaluate, find_modes
+from .marginal import modes_and_evaluation
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class OuterSettings:
             below this. 1e-9 keeps the modes precise enough for BFGS to meet ``gtol`` (1e-6
             left the PK example's line search at |dOFV/dx| 0.03, "precision loss"); loosen it
             only for a model whose solver tolerance makes the OFV noisier than that.
-        inner_iterations: Gauss–Newton iterations of the inner problem at most, per evaluation.
+        inner_noise: ... or a step rejected although it promised less than this fraction of
+            Jᵢ: where Jᵢ is only as smooth as an adaptive ODE solver makes it (about its rtol).
+        inner_iterations: (Gauss–)Newton iterations of the inner problem at most, per evaluation.
         covariance: ``"sandwich"`` (R⁻¹SR⁻¹, NONMEM's default), ``"r"`` (2R⁻¹) or ``"none"``.
         fd_step: step of the central differences that give R, on the unconstrained scale.
     """
@@ -48,6 +52,7 @@ class OuterSettings:
     gtol: float = 1e-3
     inner_tol: float = 1e-6
     inner_decrement: float = 1e-9
+    inner_noise: float = 1e-6
     inner_iterations: int = 50
     covariance: str = "sandwich"
     fd_step: float = 1e-4
@@ -93,12 +98,25 @@ class OuterResult:
     run_s: float = 0.0
 
 
+def predicted_shift(problem, x, x_modes, sensitivity, max_sd: float = 1.0) -> np.ndarray:
+    """The modes' first-order move from ``x_modes`` to ``x``, (dη̂/dx)·Δx per patient, shortened
+    to at most ``max_sd`` standard deviations of Ω(x): a start for the inner problem that is
+    off by O(Δx²) instead of O(Δx), so a warm start needs about one Newton step."""
+    shift = np.einsum("nkp,p->nk", sensitivity, x - x_modes)
+    chol = np.linalg.cholesky(np.asarray(problem.omega(jnp.asarray(x))))
+    sd = np.linalg.norm(np.linalg.solve(chol, shift.T), axis=0)
+    shift = shift * np.minimum(1.0, max_sd / np.maximum(sd, 1e-300))[:, None]
+    return np.where(np.isfinite(shift), shift, 0.0)
+
+
 class _Objective:
     """OFV(x) and its gradient, warm-starting each patient's mode from the last evaluation."""
 
     def __init__(self, problem, data, eta0, settings):
         self.problem, self.data, self.settings = problem, data, settings
         self.eta = np.asarray(eta0, dtype=float)
+        self.eta_x = None  # the x at which ``eta`` are the modes, and their derivative there
+        self.sensitivity = None
         self.evaluations = 0
         self.solves = 0  # batched model solves: each inner iteration, and each evaluation's expansion
         self.last = None
@@ -106,18 +124,23 @@ class _Objective:
     def at(self, x, *, eta=None):
         x = np.asarray(x, dtype=float)
         start = self.eta if eta is None else eta
-        inner = find_modes(self.problem, x, start, self.data, tol=self.settings.inner_tol,
-                           max_iterations=self.settings.inner_iterations,
-                           decrement_tol=self.settings.inner_decrement)
-        ofv, grad, h, status = evaluate(self.problem, jnp.asarray(x), jnp.asarray(inner.eta), self.data,
-                                        self.problem.method)
+        if eta is None and self.sensitivity is not None:
+            start = self.eta + predicted_shift(self.problem, x, self.eta_x, self.sensitivity)
+        # A warm start (the previous modes, moved by dη̂/dx) needs no Gauss–Newton phase.
+        warm = eta is not None or self.sensitivity is not None
+        inner = modes_and_evaluation(self.problem, x, start, self.data, self.problem.method,
+                                     tol=self.settings.inner_tol, max_iterations=self.settings.inner_iterations,
+                                     decrement_tol=self.settings.inner_decrement, noise=self.settings.inner_noise,
+                                     gauss_newton_iterations=0 if warm else 2)
+        evaluation, status = inner.evaluation
+        ofv, grad, h, sensitivity = evaluation.ofv, evaluation.gradient, evaluation.h, evaluation.sensitivity
         self.evaluations += 1
-        self.solves += inner.iterations + 2
+        self.solves += inner.solves
         ofv, grad = np.asarray(ofv), np.asarray(grad)
         total = float(ofv.sum())
         ok = np.isfinite(total) and np.all(np.asarray(status) == 0) and np.all(np.isfinite(grad))
         if ok:
-            self.eta = inner.eta
+            self.eta, self.eta_x, self.sensitivity = inner.eta, x, np.asarray(sensitivity)
         self.last = (x, total if ok else np.inf, grad, ofv, inner, np.asarray(h), ok)
         return self.last
 

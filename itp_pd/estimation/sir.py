@@ -37,7 +37,7 @@ def _ofv(problem, x, eta, data, method, blq):
 def objective_value(problem, data, x, eta0, settings) -> tuple[float, np.ndarray, bool]:
     """OFV at ``x`` with every mode re-found from ``eta0``: ``(ofv, modes, inner converged)``."""
     inner = find_modes(problem, x, eta0, data, tol=settings.inner_tol, max_iterations=settings.inner_iterations,
-                       decrement_tol=settings.inner_decrement)
+                       decrement_tol=settings.inner_decrement, noise=settings.inner_noise)
     value = float(_ofv(problem, jnp.asarray(x), jnp.asarray(inner.eta), data, problem.method, has_blq(data)))
     return value, inner.eta, bool(inner.converged.all())
 

@@ -32,8 +32,8 @@ Format (paths are relative to the recipe file)::
     [nuts]   # chains, warmup, draws, target_accept, dense_mass, max_tree_depth, init
     [svi]    # guide ("meanfield" or "lowrank"), rank, steps, learning_rate, draws
     [map]    # steps, learning_rate (the posterior mode: a start for NUTS, not an estimator of Omega)
-    [focei]  # FOCE-I and Laplace: max_iterations, gtol, inner_tol, inner_decrement, inner_iterations,
-             # covariance ("sandwich", "r", "none"), fd_step, draws, sir, sir_samples, sir_resamples
+    [focei]  # FOCE-I and Laplace: max_iterations, gtol, inner_tol, inner_decrement, inner_noise,
+             # inner_iterations, covariance ("sandwich", "r", "none"), fd_step, draws, sir, sir_samples, sir_resamples
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ class FoceiSettings:
 
     ``gtol``: converged when max |∂OFV/∂x| is below it (OFV units per unit of the
     unconstrained parameter); ``inner_tol`` (gradient), ``inner_decrement`` (OFV units a further
-    Newton step would gain), ``inner_iterations``: each patient's mode;
+    Newton step would gain), ``inner_noise`` (a rejected step promising less than this
+    fraction of Jᵢ ends the search: the ODE solver's relative tolerance), ``inner_iterations``:
+    each patient's mode;
     ``covariance``: ``sandwich`` (R⁻¹SR⁻¹, NONMEM's default), ``r`` (2R⁻¹) or ``none``;
     ``draws``: parameter draws from the asymptotic normal of the estimate, for simulation;
     ``sir``: instead, ``sir_resamples`` draws by sampling importance resampling of
@@ -107,6 +109,7 @@ class FoceiSettings:
     gtol: float = 1e-3
     inner_tol: float = 1e-6
     inner_decrement: float = 1e-9
+    inner_noise: float = 1e-6
     inner_iterations: int = 50
     covariance: str = "sandwich"
     fd_step: float = 1e-4
