@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,6 +31,8 @@ def pk_model(tmp_path, n_patients=12):
     return model, jnp.asarray(observed.value)
 
 
+# Slow end to end (measured 50-250 s on the 2-core CI machine); run by `pytest -m slow`.
+@pytest.mark.slow
 def test_resampling_indexes_patients_and_the_identity_replicate_is_the_original_fit(tmp_path):
     model, obs = pk_model(tmp_path)
     indices = bootstrap_indices(model.n_patients, 3, key=jax.random.PRNGKey(1))

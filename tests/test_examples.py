@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 import numpy as np
+import pytest
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -97,6 +98,8 @@ def test_simulate_itp_trial_example_writes_a_trial_that_reads_back(tmp_path):
     assert (measured["DV"] > 0).all() and len(truth["PLT0"]) == 4
 
 
+# Slow end to end (measured 50-250 s on the 2-core CI machine); run by `pytest -m slow`.
+@pytest.mark.slow
 def test_calibration_example_prints_every_target_row(tmp_path):
     import json
 

@@ -21,6 +21,8 @@ def run_check(name: str) -> dict:
     return json.loads(result.stdout)
 
 
+# Slow end to end (measured 50-250 s on the 2-core CI machine); run by `pytest -m slow`.
+@pytest.mark.slow
 def test_patients_sharded_over_three_devices_give_the_one_device_log_density_and_gradient():
     figures = run_check("sharding")
     assert figures["devices"] == 3 and figures["patients"] == 8  # 8 = 3 + 3 + 2: padding is exercised

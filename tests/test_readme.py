@@ -120,6 +120,8 @@ def run_worked_example(folder: Path, monkeypatch, capsys, *, small: bool) -> Non
     assert {path: after.get(path) for path in inputs} == inputs  # recipes, data and models untouched
 
 
+# Slow end to end (measured 50-250 s on the 2-core CI machine); run by `pytest -m slow`.
+@pytest.mark.slow
 def test_the_worked_example_runs_with_small_settings(tmp_path, monkeypatch, capsys):
     run_worked_example(tmp_path, monkeypatch, capsys, small=True)
 
