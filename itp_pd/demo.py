@@ -154,6 +154,8 @@ class DemoResult:
     fit_summary: pd.DataFrame
     truth: dict
     timings: dict
+    converged: bool = False
+    convergence_message: str = ""
 
 
 def run_demo(folder: str | Path, settings: DemoSettings = DemoSettings(), *, progress: bool = True,
@@ -187,6 +189,11 @@ def run_demo(folder: str | Path, settings: DemoSettings = DemoSettings(), *, pro
     result = fit(recipe_path, progress=progress)
     fit_dir = write_fit(result, folder / "fit")
     timings["fit_s"] = time.perf_counter() - phase
+    converged = bool(result.diagnostics.get("converged", False))
+    message = str(result.diagnostics.get("convergence_message", ""))
+    if not converged:
+        say(f"NOT CONVERGED: the demo's quick fit ({message}); what follows shows the workflow, "
+            "its numbers are not findings")
 
     say(f"[3/4] writing the diagnostic report ({settings.vpc_draws} replicate trials for the VPC)")
     phase = time.perf_counter()
@@ -219,6 +226,8 @@ def run_demo(folder: str | Path, settings: DemoSettings = DemoSettings(), *, pro
     truth_summary = true_population_values()
     (folder / "demo.json").write_text(json.dumps({"settings": asdict(settings),
                                                   "timings_s": {k: round(v, 1) for k, v in timings.items()},
-                                                  "truth": truth_summary}, indent=2) + "\n")
-    return DemoResult(folder, report, fit_dir / "posterior.nc", comparison, result.summary, truth_summary, timings)
+                                                  "truth": truth_summary, "converged": converged,
+                                                  "convergence_message": message}, indent=2) + "\n")
+    return DemoResult(folder, report, fit_dir / "posterior.nc", comparison, result.summary, truth_summary, timings,
+                      converged, message)
 

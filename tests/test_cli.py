@@ -156,3 +156,26 @@ def test_demo_meets_its_output_contract_and_refuses_to_overwrite(tmp_path):
     again = itp_pd("demo", "--out", out, *tiny)
     assert again.returncode == 2 and "--force" in again.stderr
     assert no_staging_left(tmp_path)
+
+
+def test_demo_says_not_converged_above_its_numbers(tmp_path, monkeypatch, capsys):
+    """An unconverged demo fit (100 SVI steps on the full demo) is announced before any number."""
+    import itp_pd.demo
+    from itp_pd.cli import main
+
+    def quick(folder, settings, *, progress, say):
+        (Path(folder) / "demo.json").write_text("{}\n")
+        summary = pd.DataFrame({"mean": [0.4], "q5": [0.37], "q95": [0.42]}, index=["pop_IMAX_PC"])
+        comparison = pd.DataFrame({"comparison": ["combination vs control"], "endpoint": ["overall_response"],
+                                   "difference": [0.2], "lower": [0.17], "upper": [0.23],
+                                   "probability_better": [1.0]})
+        timings = {"data_s": 1.0, "fit_s": 1.0, "report_s": 1.0, "trial_s": 1.0, "total_s": 4.0}
+        return itp_pd.demo.DemoResult(Path(folder), Path(folder) / "report", Path(folder) / "posterior.nc",
+                                      comparison, summary, {"pop_IMAX_PC": 0.3}, timings, False,
+                                      "not converged, the loss is still falling: ...")
+
+    monkeypatch.setattr(itp_pd.demo, "run_demo", quick)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("NOT CONVERGED: not converged, the loss is still falling") < out.index("pop_IMAX_PC")
+    assert "not findings" in out

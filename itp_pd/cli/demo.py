@@ -33,6 +33,10 @@ def run_demo(args) -> int:
         result = run(staging, settings, progress=not args.quiet, say=lambda m: say(m, quiet=args.quiet))
     summary = result.fit_summary[["mean", "q5", "q95"]].copy()
     summary["truth"] = [result.truth.get(name, float("nan")) for name in summary.index]
+    if not result.converged:
+        print(f"NOT CONVERGED: {result.convergence_message}\n"
+              "The fit below is the demo's quick look (raise --steps, or fit the recipe with --method nuts): "
+              "its numbers are not findings.")
     print("population parameters: posterior mean and 90% interval, and the truth that generated the data")
     print(summary.round(4).to_string())
     table = result.comparison
