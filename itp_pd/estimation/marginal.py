@@ -319,6 +319,12 @@ def _evaluate(problem, x, eta, data, method, third_order, blq=True):
     return out, status
 
 
+def _where_positive(exact, fallback):
+    """``exact`` (one k×k half-Hessian) where it is positive definite, else ``fallback``."""
+    positive = jnp.linalg.eigvalsh(exact)[0] > 1e-8 * jnp.max(jnp.abs(jnp.diagonal(fallback)))
+    return jnp.where(positive, exact, fallback)
+
+
 @functools.partial(jax.jit, static_argnames=("problem", "blq", "newton"))
 def _inner_state(problem, x, eta, data, blq=True, newton=False):
     """Jᵢ, ∇Jᵢ and the half-Hessian of every patient at ``eta``, one solve: Gauss–Newton's
@@ -331,9 +337,7 @@ def _inner_state(problem, x, eta, data, blq=True, newton=False):
         gauss_newton = _half_hessian(pr, xx, e, p, ex, "focei", blq)
         if not newton:
             return value, grad, gauss_newton
-        exact = _half_hessian(pr, xx, e, p, ex, "laplace", blq)
-        positive = jnp.linalg.eigvalsh(exact)[0] > 1e-8 * jnp.max(jnp.abs(jnp.diagonal(gauss_newton)))
-        return value, grad, jnp.where(positive, exact, gauss_newton)
+        return value, grad, _where_positive(_half_hessian(pr, xx, e, p, ex, "laplace", blq), gauss_newton)
 
     value, grad, h = _per_patient(one, problem, x, eta, data, expansion)
     finite = jnp.isfinite(value) & (status == 0)
@@ -376,6 +380,7 @@ class _Search:
     nu: jax.Array
     stalled: jax.Array
     iterations: int = 0
+    converged: jax.Array | None = None  # set when the search ends
 
     def decrement(self):
         return 0.25 * jnp.sum(self.grad * jnp.linalg.solve(self.h, self.grad[..., None])[..., 0], axis=1)
@@ -437,10 +442,8 @@ def _search(state, search, chol, *, tol, decrement_tol, noise, max_iterations, m
 
 
 def _inner_states(problem, x, data, blq, newton):
-    def state(eta):
-        value, grad, h, status = _inner_state(problem, x, eta, data, blq, newton)
-        return value, grad, h, status
-    return state
+    """``_inner_state`` as the state function of ``_search`` (status as its payload)."""
+    return functools.partial(_inner_state, problem, x, data=data, blq=blq, newton=newton)
 
 
 def find_modes(problem, x, eta0, data, *, tol: float = 1e-6, max_iterations: int = 50,
@@ -508,11 +511,7 @@ def _modes(problem, x, eta0, data, method, *, tol, max_iterations, decrement_tol
         def state(eta):
             out, status = _evaluate(problem, x, eta, data, method, third_order, blq)
             finite = jnp.isfinite(out.joint) & (status == 0)
-            # The exact Hessian where it is positive definite, else Gauss–Newton's.
-            hm = out.joint_half_hessian
-            positive = jnp.linalg.eigvalsh(hm)[:, 0] > 1e-8 * jnp.max(jnp.abs(jnp.diagonal(out.h, axis1=1, axis2=2)),
-                                                                     axis=1)
-            hm = jnp.where(positive[:, None, None], hm, out.h)
+            hm = jax.vmap(_where_positive)(out.joint_half_hessian, out.h)
             return jnp.where(finite, out.joint, jnp.inf), out.joint_gradient, hm, (out, status)
 
     search = _search(state, _start(state, eta), chol, max_iterations=max_iterations - iterations, **settings)
