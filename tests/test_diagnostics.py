@@ -157,3 +157,19 @@ def test_shrinkage_is_one_minus_the_spread_of_the_mean_etas_over_omega(pk_report
     expected = 1 - etas.std(ddof=1) / posterior["omega_CL"].values.mean()
     assert table.loc["CL", "shrinkage"] == pytest.approx(expected)
     assert 0 <= table.loc["CL", "shrinkage"] < 0.3  # 7 samples a patient: little shrinkage
+
+
+def test_the_report_states_the_convergence_verdict_before_any_section(pk_report):
+    fit, folder = pk_report
+    page = (folder / "index.html").read_text()
+    verdict = "<b>Converged.</b>" if fit.diagnostics.get("converged") is True else "<b>NOT CONVERGED.</b>"
+    assert verdict in page and page.index(verdict) < page.index("<h2")
+
+
+def test_an_unconverged_fit_is_announced_as_not_a_result():
+    from itp_pd.diagnostics.report import _convergence_banner
+
+    banner = _convergence_banner({"converged": False, "convergence_message": "max R-hat 1.17 (limit 1.01)"})
+    assert "NOT CONVERGED" in banner and "max R-hat 1.17" in banner and "not results" in banner
+    assert "NOT CONVERGED" in _convergence_banner({})  # no verdict recorded is not a pass
+    assert "Converged." in _convergence_banner({"converged": True, "convergence_message": "ok"})

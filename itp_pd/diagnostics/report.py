@@ -126,6 +126,16 @@ def _table_html(table: pd.DataFrame) -> str:
     return table.to_html(float_format=lambda v: f"{v:.4g}", border=0, classes="numbers", na_rep="—")
 
 
+def _convergence_banner(diagnostics: dict) -> str:
+    """The fit's convergence verdict, first thing on the page: an unconverged fit's numbers are
+    not results."""
+    message = html.escape(str(diagnostics.get("convergence_message", "no convergence verdict recorded")))
+    if diagnostics.get("converged") is True:
+        return f'<p style="padding:0.5em;background:#e8f5e9"><b>Converged.</b> {message}</p>'
+    return (f'<p style="padding:0.5em;background:#fdecea;border:2px solid #c62828"><b>NOT CONVERGED.</b> {message}. '
+            "The numbers below describe this run, not the model: they are not results.</p>")
+
+
 def _html(fit, sections) -> str:
     title = f"Fit report: {html.escape(fit.recipe.name)}"
     m = fit.manifest
@@ -139,6 +149,7 @@ def _html(fit, sections) -> str:
         "{padding:2px 8px;text-align:right;border-bottom:1px solid #eee}nav a{margin-right:1em}</style>",
         "</head><body>",
         f"<h1>{title}</h1>",
+        _convergence_banner(fit.diagnostics),
         f"<p>Fit folder <code>{html.escape(str(fit.directory))}</code>; recipe <code>{html.escape(str(m.get('recipe')))}"
         f"</code>; data <code>{html.escape(str(m.get('data')))}</code>; spec <code>{html.escape(str(m.get('spec')))}"
         f"</code>; method {html.escape(str(m.get('method')))}, seed {m.get('seed')}; itp-pd "
