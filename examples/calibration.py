@@ -17,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import jax
 
 MODEL = Path(__file__).parents[1] / "models" / "itp_v1.toml"
 
@@ -35,7 +34,9 @@ def main(argv=None):
     parser.add_argument("--calibration", type=Path, default=None, help="calibration file (default fits/itp_v1_calibration.toml)")
     args = parser.parse_args(argv)
 
-    jax.config.update("jax_enable_x64", True)
+    from itp_pd.runtime import configure_entry_point
+
+    configure_entry_point()  # every core, float64, the compilation cache (entry points choose)
     from itp_pd.spec import load_spec
     from itp_pd.trial.calibration import CALIBRATION_FILE, calibrate, calibration_table, write_calibration
 

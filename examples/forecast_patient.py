@@ -75,11 +75,10 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("out/forecast"))
     args = parser.parse_args(argv)
 
-    jax.config.update("jax_enable_x64", True)  # entry points choose float64, not the library
-    from itp_pd.runtime import enable_compilation_cache
+    from itp_pd.runtime import configure_entry_point
 
-    if not args.no_cache:
-        enable_compilation_cache()  # a second run skips compiling the ITP program
+    # Every core, float64, and (unless --no-cache) compiled programs kept for a second run.
+    configure_entry_point(cache=not args.no_cache)
     from itp_pd.data import read_nonmem, write_nonmem
     from itp_pd.structural import model_from_spec
     from itp_pd.trial import TrialDesign, forecast_patient, make_arm, population_source

@@ -15,7 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 
 SPEC = Path(__file__).parents[1] / "models" / "itp_v1.toml"
@@ -97,7 +96,9 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("out/itp_arms"))
     args = parser.parse_args(argv)
 
-    jax.config.update("jax_enable_x64", True)  # entry points choose float64, not the library
+    from itp_pd.runtime import configure_entry_point
+
+    configure_entry_point()  # every core, float64, the compilation cache (entry points choose)
     from itp_pd.spec import load_spec
     from itp_pd.structural import model_from_spec
     from itp_pd.trial.calibration import calibrated_population

@@ -15,7 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import jax
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +27,9 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=ROOT / "examples" / "data" / "itp_trial.csv")
     args = parser.parse_args(argv)
 
-    jax.config.update("jax_enable_x64", True)  # entry points choose float64, not the library
+    from itp_pd.runtime import configure_entry_point
+
+    configure_entry_point()  # every core, float64, the compilation cache (entry points choose)
     from itp_pd.data import write_nonmem
     from itp_pd.spec import load_spec
     from itp_pd.structural import model_from_spec

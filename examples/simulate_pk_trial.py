@@ -58,5 +58,7 @@ def main(args=None):
 
 
 if __name__ == "__main__":
-    jax.config.update("jax_enable_x64", True)
+    from itp_pd.runtime import configure_entry_point
+
+    configure_entry_point()  # every core, float64, the compilation cache (entry points choose)
     main()

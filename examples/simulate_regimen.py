@@ -14,7 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import jax
 
 
 def main(argv=None):
@@ -25,7 +24,9 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("out/simulate_regimen"))
     args = parser.parse_args(argv)
 
-    jax.config.update("jax_enable_x64", True)  # entry points choose float64, not the library
+    from itp_pd.runtime import configure_entry_point
+
+    configure_entry_point()  # every core, float64, the compilation cache (entry points choose)
     from itp_pd.turnover_example import example_arms, plot_arms, simulate_arms
 
     frame = simulate_arms(example_arms(), n_patients=args.patients, days=args.days, seed=args.seed)

@@ -40,7 +40,9 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("out/virtual_trial"))
     args = parser.parse_args(argv)
 
-    jax.config.update("jax_enable_x64", True)  # entry points choose float64, not the library
+    from itp_pd.runtime import configure_entry_point
+
+    configure_entry_point()  # every core, float64, the compilation cache (entry points choose)
     from itp_pd.trial import TrialDesign, compare, population_source, simulate_trial, trial_power
     from itp_pd.trial.plots import plot_power_curve, plot_response_over_time, plot_trajectories
 

@@ -2,8 +2,8 @@
 
 JAX fixes its device count when it starts, so faking several CPU devices
 (``--xla_force_host_platform_device_count``) needs a fresh process; this script is that
-process: ``python tests/multi_device_checks.py sharding|parallel-chains`` prints one JSON
-object of measured differences for the test to judge.
+process: ``python tests/multi_device_checks.py sharding|parallel-chains|defaults`` prints one
+JSON object of measured differences for the test to judge.
 
 Model: the ITP spec with its calibrated values, 8 patients on NCT07057778's control arm (six
 weekly rituximab infusions) seen for 8 weeks, 3 devices (8 is not a multiple of 3, so the
@@ -70,7 +70,7 @@ def check_sharding() -> dict:
 
     # 1. Simulation: the same predictions from one device and from three.
     params = {name: jnp.asarray(value) for name, value in truth.items()}
-    one = simulate_population(structural, params, population)
+    one = simulate_population(structural, params, population, mesh=None)
     three = simulate_population(structural, params, population, mesh=mesh)
     figures["simulation_max_relative_difference"] = relative(one.predictions, three.predictions)
     figures["simulation_output_devices"] = len(three.predictions.sharding.device_set)
@@ -98,7 +98,54 @@ def check_sharding() -> dict:
     svi_model, svi_plan = spread_over_devices(model, dataclasses.replace(recipe, method="svi"), jax.devices())
     figures["svi_plan"] = [svi_plan, svi_model.mesh is not None]
 
+    # 4. FOCE-I: the objective, its gradient and the modes' Hessians, patients split by default.
+    from itp_pd.estimation.from_model import problem_from_model
+    from itp_pd.estimation.marginal import evaluate
+
+    fits = {}
+    for name, split in (("one", None), ("three", "auto")):
+        setup = problem_from_model(model, observed, "focei", mesh=split)
+        x = jnp.asarray(setup.parameters.start)
+        eta = 0.1 * jnp.ones((model.n_patients, len(setup.parameters.etas)))
+        fits[name] = evaluate(setup.problem, x, eta, setup.data, "focei")
+    (ofv1, g1, h1, _), (ofv3, g3, h3, _) = fits["one"], fits["three"]
+    figures["focei_ofv_max_relative_difference"] = relative(ofv1, ofv3)
+    figures["focei_gradient_max_difference_over_largest"] = float(jnp.max(jnp.abs(g1 - g3)) / jnp.max(jnp.abs(g1)))
+    figures["focei_h_max_relative_difference"] = relative(h1, h3)
     return figures
+
+
+def check_defaults() -> dict:
+    """What an entry point gets without asking: the device count it was given, and the patients
+    split across every device for a model with ODE states, not for closed-form PK or for fewer
+    patients than devices (the small turnover model: seconds, not minutes)."""
+    import pandas as pd
+
+    from itp_pd.data import Dataset
+    from itp_pd.dosing import population_records
+    from itp_pd.engine import default_patient_mesh, population_from_dataset
+    from itp_pd.runtime import use_every_core
+    from itp_pd.structural import TurnoverModel
+    from itp_pd.structural.pk_models import two_compartment_model
+    from itp_pd.turnover_example import example_arms, virtual_parameters
+
+    model = TurnoverModel()
+    n = 7
+    records = population_records(example_arms()[1], pd.DataFrame({"ID": np.arange(1, n + 1)}), np.linspace(0, 56, 9),
+                                 compartments=model.compartment_map(), dvids=(3,))
+    population = population_from_dataset(Dataset.from_table(records), model)
+    params = {k: jnp.asarray(v) for k, v in virtual_parameters(n, seed=2).items()}
+    auto = simulate_population(model, params, population)
+    one = simulate_population(model, params, population, mesh=None)
+    mesh = default_patient_mesh(model, n)
+    return {
+        "use_every_core": use_every_core(),  # XLA_FLAGS named 3 before JAX started: kept
+        "turnover_mesh_devices": None if mesh is None else int(mesh.devices.size),
+        "turnover_output_devices": len(auto.predictions.sharding.device_set),
+        "turnover_max_relative_difference": relative(one.predictions, auto.predictions),
+        "too_few_patients_mesh": default_patient_mesh(model, 2) is not None,
+        "closed_form_pk_mesh": default_patient_mesh(two_compartment_model(), 100) is not None,
+    }
 
 
 def check_parallel_chains() -> dict:
@@ -118,7 +165,7 @@ def check_parallel_chains() -> dict:
     }
 
 
-CHECKS = {"sharding": check_sharding, "parallel-chains": check_parallel_chains}
+CHECKS = {"sharding": check_sharding, "parallel-chains": check_parallel_chains, "defaults": check_defaults}
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ def test_patients_sharded_over_three_devices_give_the_one_device_log_density_and
     one, three = figures["log_density"]
     assert abs(one - three) < 1e-8 * abs(one)
     assert figures["gradient_max_difference_over_largest"] < 1e-7
+    # FOCE-I with its patients split (the default under several devices) gives the one-device
+    # objective, gradient and Hessians, to the solver's tolerance.
+    assert figures["focei_ofv_max_relative_difference"] < 1e-8
+    assert figures["focei_gradient_max_difference_over_largest"] < 1e-6
+    assert figures["focei_h_max_relative_difference"] < 1e-6
     # A fit with 2 NUTS chains and 3 devices runs a chain per device; SVI shards the patients.
     assert figures["nuts_plan"] == "parallel"
     assert figures["svi_plan"] == ["vectorized", True]
@@ -45,3 +50,16 @@ def test_nuts_chains_one_per_device_equal_the_same_chains_run_in_turn():
     assert figures["parallel_draws_shape"] == [2, 3]
     # The same one-chain program on each device as in the loop: equal to rounding.
     assert figures["parallel_vs_sequential_max_relative_difference"] < 1e-9
+
+
+def test_entry_point_defaults_split_ode_models_over_every_device_and_nothing_else():
+    figures = run_check("defaults")
+    assert figures["use_every_core"] == 3  # the device count the process was started with
+    # The turnover model has ODE states: without being asked, its 7 patients go to 3 devices
+    # and come back equal to the one-device solve (same per-patient program; the vectorised
+    # batch width differs, so equal to the solver's tolerance, not bit for bit).
+    assert figures["turnover_mesh_devices"] == 3 and figures["turnover_output_devices"] == 3
+    assert figures["turnover_max_relative_difference"] < 1e-5
+    # Not split: fewer patients than devices, and closed-form PK (splitting only slows it).
+    assert figures["too_few_patients_mesh"] is False
+    assert figures["closed_form_pk_mesh"] is False

@@ -18,7 +18,8 @@ import argparse
 import sys
 
 from . import batch, data_commands, demo, fit_commands, simulate, trial
-from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, enable_float64
+from ..runtime import configure_entry_point
+from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "build_parser", "main"]
 
@@ -56,8 +57,9 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    enable_float64()
     try:
+        # One XLA device per core (patients split across them), float64, the compilation cache.
+        configure_entry_point()
         return args.run(args)
     except KeyboardInterrupt:
         print(f"itp-pd {args.command}: interrupted; no output folder was written or replaced", file=sys.stderr)

@@ -11,7 +11,7 @@ from ..output_folder import claimed_output as _claimed_output, replaced_atomical
 from ..runtime import progress_bar
 
 __all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_NOT_CONVERGED", "EXIT_OK", "add_device_option", "add_output_options",
-           "check_fresh_output", "claimed_output", "enable_float64", "fit_inputs",
+           "check_fresh_output", "claimed_output", "fit_inputs",
            "positive_float", "positive_int", "progress_bar", "recipe_inputs", "say", "staged_output"]
 
 # Exit codes scripts can rely on (also in ``itp-pd --help``).
@@ -21,13 +21,6 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_NOT_CONVERGED = 3
 
 FORCE_HELP = "replace an earlier itp-pd output folder; never a folder itp-pd did not write"
-
-
-def enable_float64():
-    """Entry points choose float64 (design.md §3.5); the library never flips global flags."""
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
 
 
 def claimed_output(out: Path, force: bool, inputs=()):

@@ -45,9 +45,6 @@ def run_fit(args) -> int:
     out = Path(args.out) if args.out else recipe.output_dir
     # Claimed before minutes of fitting, not after; the lock keeps a second run out meanwhile.
     with claimed_output(out, args.force, recipe_inputs(recipe)):
-        from ..runtime import enable_compilation_cache
-
-        enable_compilation_cache()  # a second fit of the same shapes skips minutes of compiling
         result = fit(recipe, progress=not args.quiet)
         write_fit(result, out)
     d = result.diagnostics

@@ -52,11 +52,18 @@ def _log_rows(model) -> np.ndarray:
     return rows
 
 
-def problem_from_model(model, observed, method: str) -> ModelProblem:
+def problem_from_model(model, observed, method: str, *, mesh="auto") -> ModelProblem:
     """The FOCE-I (``method="focei"``) or Laplace problem of ``model`` (``build_model``) and
-    its ``observed`` data."""
+    its ``observed`` data.
+
+    ``mesh``: how the patients' solves are split across devices, as ``simulate_population``'s
+    (default ``"auto"``: every core where an entry point made one device per core; ``None``:
+    one device). Forward-mode derivatives pass through the split unchanged; on the 2-core CPU
+    one FOCE-I evaluation of the 40-patient ITP problem took 2.9 s on two devices against
+    5.7 s on one."""
     if model.mesh is not None:
-        raise SpecError("FOCE-I/Laplace runs on one device; build the model without a mesh")
+        raise SpecError("FOCE-I/Laplace splits patients across devices itself (mesh=); build the model "
+                        "without a mesh")
     spec = model.spec
     for name in model.etas:
         if not spec.parameter(name).iiv.sd > 0:
@@ -89,7 +96,7 @@ def problem_from_model(model, observed, method: str) -> ModelProblem:
         params = dict(fixed)
         for j, (name, is_logit) in enumerate(zip(varying, logit_scale)):
             params[name] = expit(psi_all[:, j]) if is_logit else jnp.exp(psi_all[:, j])
-        simulation = simulate_population(structural, params, population, chunk_size=model.chunk_size)
+        simulation = simulate_population(structural, params, population, chunk_size=model.chunk_size, mesh=mesh)
         failed = simulation.status != 0
         f = jnp.where(failed[:, None], 1.0, simulation.predictions)
         f = jnp.where(log_rows_j, jnp.log(jnp.maximum(f, _TINY)), f)

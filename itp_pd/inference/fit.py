@@ -195,12 +195,13 @@ def spread_over_devices(model, recipe: FitRecipe, devices) -> tuple:
     With several devices, NUTS chains go one per device when there are enough devices (they
     need no communication); otherwise the patients' ODE solves are split across the devices
     (``shard_map``), population parameters replicated. One device: unchanged, chains
-    vectorised.
+    vectorised. A model without ODE states (closed-form PK) is never split: its algebra is
+    cheaper than the split (``itp_pd.engine.default_patient_mesh``).
     """
     chains = recipe.nuts.chains if recipe.method == "nuts" else 1
     if chains > 1 and len(devices) >= chains:
         return model, "parallel"
-    if len(devices) > 1:
+    if len(devices) > 1 and model.structural.n_nonlinear_states:
         return model.with_mesh(patient_mesh(devices)), "vectorized"
     return model, "vectorized"
 
