@@ -7,3 +7,17 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# Compiled programs shared between tests through JAX's persistent cache, in a folder of this
+# session's own (so no run depends on an earlier one): many tests build the same model and
+# data shapes, and the ITP model's programs take 10-20 s each to compile.
+import atexit  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+_CACHE = tempfile.mkdtemp(prefix="itp-pd-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+os.environ["ITP_PD_COMPILATION_CACHE"] = _CACHE  # the CLI's and subprocesses' cache too
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
