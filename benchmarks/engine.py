@@ -31,6 +31,9 @@ from pathlib import Path
 
 import jax
 
+from itp_pd.runtime import use_every_core  # noqa: E402
+
+use_every_core()  # one XLA device per core, as every entry point (before JAX starts)
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
@@ -40,7 +43,7 @@ import pandas as pd  # noqa: E402
 from scipy.integrate import odeint, solve_ivp  # noqa: E402
 
 from itp_pd.data import Dataset  # noqa: E402
-from itp_pd.demo import example_arms, virtual_parameters  # noqa: E402
+from itp_pd.turnover_example import example_arms, virtual_parameters  # noqa: E402
 from itp_pd.dosing import population_records  # noqa: E402
 from itp_pd.engine import population_from_dataset, simulate_population  # noqa: E402
 from itp_pd.structural import TurnoverModel  # noqa: E402

@@ -84,11 +84,15 @@ def recipe(options, method):
     )
 
 
-def gradient_seconds(spec, dataset, fit_recipe, repeats):
-    """Median wall time of one log-density gradient at the prior medians (after compiling)."""
+def gradient_seconds(spec, dataset, fit_recipe, repeats, *, split: bool = True) -> dict:
+    """One log-density gradient at the prior medians: ``{"s": median wall of ``repeats`` calls
+    after the first, "first_call_s": the first call (tracing + compiling + one run),
+    "devices": devices it ran on}``. ``split``: the patients split over every device (what a fit
+    does, ``spread_over_devices``); else on one device, the baseline."""
     import jax.numpy as jnp
     from numpyro.infer.util import log_density
 
+    from itp_pd.engine import patient_mesh
     from itp_pd.inference import recipe_spec, recipe_structural
     from itp_pd.inference.samplers import _latent_values
     from itp_pd.stats import build_model
@@ -96,17 +100,22 @@ def gradient_seconds(spec, dataset, fit_recipe, repeats):
     fitted = recipe_spec(fit_recipe, spec)
     model, _, observed = build_model(fitted, dataset, structural=recipe_structural(fit_recipe, fitted),
                                      random_effects=RANDOM_EFFECTS)
+    devices = len(jax.devices()) if split else 1
+    if devices > 1:
+        model = model.with_mesh(patient_mesh())
     obs = jnp.asarray(observed.value)
     values = _latent_values(model, model.data, obs, jax.random.PRNGKey(0))
     with jax.numpy_dtype_promotion("standard"):
         gradient = jax.jit(jax.grad(lambda v: log_density(model, (), {"obs": obs}, v)[0]))
+        start = time.perf_counter()
         jax.block_until_ready(gradient(values))
+        first = time.perf_counter() - start
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             jax.block_until_ready(gradient(values))
             times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return {"s": statistics.median(times), "runs_s": times, "first_call_s": first, "devices": devices}
 
 
 def true_population(spec) -> dict:
@@ -208,8 +217,16 @@ def main(args=None):
                "draws": options.draws, "max_tree_depth": options.max_tree_depth,
                "estimated": list(ESTIMATED), "random_effects": list(RANDOM_EFFECTS),
                "solver": dict(FIT_SOLVER)}
-    figures["gradient_s"] = gradient_seconds(spec, dataset, recipe(options, "svi"), options.gradient_repeats)
-    print(f"one log-density gradient, {options.patients} patients: {figures['gradient_s']:.3f} s", flush=True)
+    # The baseline (one device) and the default (patients split over every core), same run.
+    baseline = gradient_seconds(spec, dataset, recipe(options, "svi"), options.gradient_repeats, split=False)
+    split = gradient_seconds(spec, dataset, recipe(options, "svi"), options.gradient_repeats, split=True)
+    figures.update(gradient_s=split["s"], gradient_baseline_s=baseline["s"],
+                   gradient_speedup=baseline["s"] / split["s"], gradient_devices=split["devices"],
+                   gradient_runs_s=split["runs_s"], gradient_baseline_runs_s=baseline["runs_s"],
+                   gradient_first_call_s=split["first_call_s"],
+                   gradient_baseline_first_call_s=baseline["first_call_s"])
+    print(f"one log-density gradient, {options.patients} patients: {split['s']:.3f} s on {split['devices']} "
+          f"device(s); {baseline['s']:.3f} s on one ({figures['gradient_speedup']:.2f}x)", flush=True)
 
     started = time.perf_counter()
     svi = fit(recipe(options, "svi"), dataset=dataset, spec=spec)
@@ -236,5 +253,8 @@ def main(args=None):
 
 
 if __name__ == "__main__":
+    from itp_pd.runtime import use_every_core
+
+    use_every_core()  # one XLA device per core, as every entry point (before JAX starts)
     jax.config.update("jax_enable_x64", True)
     main()

@@ -36,6 +36,9 @@ from pathlib import Path
 
 import jax
 
+from itp_pd.runtime import use_every_core  # noqa: E402
+
+use_every_core()  # one XLA device per core, as every entry point (before JAX starts)
 jax.config.update("jax_enable_x64", True)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +85,9 @@ def throughput(n_patients: int, *, repeats: int, single_run_over: float, seed: i
     return figures
 
 
-def bootstrap(replicates: int, steps: int, *, seed: int) -> dict:
-    """Packed against one-by-one MAP refits of bootstrap replicates of the 120-patient dataset."""
+def bootstrap(replicates: int, steps: int, *, seed: int, patients: int = 120) -> dict:
+    """Packed against one-by-one MAP refits of bootstrap replicates of the ``patients``-patient
+    dataset (120: the fit benchmark's)."""
     import numpy as np
     from fit import ESTIMATED, FIT_SOLVER, RANDOM_EFFECTS, simulated_trial
 
@@ -92,7 +96,7 @@ def bootstrap(replicates: int, steps: int, *, seed: int) -> dict:
     from itp_pd.inference.fit import recipe_spec, recipe_structural
     from itp_pd.stats import build_model
 
-    spec, dataset, _ = simulated_trial(120, seed)
+    spec, dataset, _ = simulated_trial(patients, seed)
     recipe = FitRecipe(name="bootstrap", method="map", seed=seed, data_path=None, data_sha256=None,
                        spec_path=spec.path, estimate=ESTIMATED, random_effects=RANDOM_EFFECTS, solver=FIT_SOLVER)
     spec = recipe_spec(recipe, spec)
@@ -154,6 +158,7 @@ def main(argv=None) -> dict:
                         help="stop repeating a size after a run longer than this (s)")
     parser.add_argument("--bootstrap-replicates", type=int, default=None, help="default: 100 on a GPU, 4 on a CPU")
     parser.add_argument("--bootstrap-steps", type=int, default=None, help="default: 200 on a GPU, 10 on a CPU")
+    parser.add_argument("--bootstrap-patients", type=int, default=120, help="patients of the bootstrapped dataset")
     parser.add_argument("--crossover", action="store_true", help="CPU against GPU over batch sizes (needs a GPU)")
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -175,7 +180,7 @@ def main(argv=None) -> dict:
             peak_rss_mb=[s["peak_rss_mb"] for s in sizes],
             solver_failures=[s["solver_failures"] for s in sizes],
         )
-        figures.update(bootstrap(replicates, steps, seed=args.seed))
+        figures.update(bootstrap(replicates, steps, seed=args.seed, patients=args.bootstrap_patients))
     if args.crossover:
         figures.update(crossover((64, 256, 1024, 2048, 4096, 8192), seed=args.seed))
     figures.update(environment())
@@ -183,4 +188,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import jax
 
+from itp_pd.runtime import use_every_core  # noqa: E402
+
+use_every_core()  # one XLA device per core, as every entry point (before JAX starts)
 jax.config.update("jax_enable_x64", True)
 
 from _report import environment, write_figures  # noqa: E402 (benchmarks/ is on sys.path)
