@@ -30,6 +30,9 @@ from pathlib import Path
 
 import jax
 
+from itp_pd.runtime import use_every_core  # noqa: E402
+
+use_every_core()  # one XLA device per core, as every entry point (before JAX starts)
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
@@ -48,13 +51,15 @@ OUTPUTS = ("PLT", "BCELL")
 YEARS = 1
 
 
-def time_arm(model, params, arm, visits, bsa, repeats, chunk_size=None):
-    """``(first_call_s, runs_s, failures)`` for one arm; only the simulation is timed."""
+def time_arm(model, params, arm, visits, bsa, repeats, chunk_size=None, mesh="auto"):
+    """``(first_call_s, runs_s, failures, predictions)`` for one arm; only the simulation is
+    timed. ``mesh``: ``"auto"`` (the default: patients split over every core) or ``None`` (one
+    device, the baseline)."""
     population, params_jax, _ = prepare_arm(model, params, arm, visits, outputs=OUTPUTS, bsa=bsa)
 
     def call():
         start = time.perf_counter()
-        result = simulate_population(model, params_jax, population, chunk_size=chunk_size)
+        result = simulate_population(model, params_jax, population, chunk_size=chunk_size, mesh=mesh)
         result.predictions.block_until_ready()
         return time.perf_counter() - start, result
 
@@ -64,7 +69,7 @@ def time_arm(model, params, arm, visits, bsa, repeats, chunk_size=None):
         elapsed, result = call()
         runs.append(elapsed)
     failures = int(np.sum(np.asarray(result.status) != 0))
-    return first, runs, failures
+    return first, runs, failures, np.asarray(result.predictions)
 
 
 def peak_rss_mb():
@@ -96,18 +101,26 @@ def main(argv=None):
     visits = trial_visits(52.0 * YEARS)
     arms = nct07057778_arms()
 
-    timings = {}
-    for key in ("control", "combination"):
-        first, runs, failures = time_arm(model, params, arms[key], visits, bsa, args.repeats)
+    averaged = dataclasses.replace(model, solver_config=dataclasses.replace(model.solver, oral_doses="averaged"))
+    # (name, model, arm, mesh): the defaults (every core), the one-device baselines, and the
+    # combination arm with iguratimod's doses averaged (the same patients, for its error).
+    cases = [("control", model, "control", "auto"), ("combination", model, "combination", "auto"),
+             ("control, one device", model, "control", None), ("combination, one device", model, "combination", None),
+             ("combination, averaged oral doses", averaged, "combination", "auto")]
+    if args.compare_unchunked:
+        cases.append(("control, one batch", model, "control", "auto"))
+    timings, predictions = {}, {}
+    for key, case_model, arm, mesh in cases:
+        first, runs, failures, predictions[key] = time_arm(
+            case_model, params, arms[arm], visits, bsa, args.repeats,
+            chunk_size=args.patients if key == "control, one batch" else None, mesh=mesh)
         median = statistics.median(runs)
         timings[key] = dict(wall_s=median, compile_s=first - median, runs=runs, failures=failures)
-
-    if args.compare_unchunked:
-        first, runs, failures = time_arm(
-            model, params, arms["control"], visits, bsa, args.repeats, chunk_size=args.patients
-        )
-        median = statistics.median(runs)
-        timings["control, one batch"] = dict(wall_s=median, compile_s=first - median, runs=runs, failures=failures)
+        print(f"{key}: {median:.2f} s (median of {len(runs)}; first call {first:.1f} s)", file=sys.stderr, flush=True)
+    # Rows alternate PLT, BCELL per visit (prepare_arm's outputs order): the platelet error.
+    exact, approx = predictions["combination"][:, 0::2], predictions["combination, averaged oral doses"][:, 0::2]
+    measured = np.isfinite(exact) & (exact > 0)  # padding slots of the grid hold no prediction
+    plt_error = np.abs(approx[measured] - exact[measured]) / exact[measured]
 
     control, combination = timings["control"], timings["combination"]
     figures = dict(
@@ -120,6 +133,16 @@ def main(argv=None):
         runs_s={key: [round(t, 4) for t in value["runs"]] for key, value in timings.items()},
         peak_rss_mb=round(peak_rss_mb(), 1),
         chunk_size=default_chunk_size(),
+        arms_s={key: round(value["wall_s"], 4) for key, value in timings.items()},
+        control_speedup_vs_one_device=round(timings["control, one device"]["wall_s"] / control["wall_s"], 2),
+        combination_speedup_vs_one_device=round(
+            timings["combination, one device"]["wall_s"] / combination["wall_s"], 2),
+        combination_averaged_wall_s=round(timings["combination, averaged oral doses"]["wall_s"], 4),
+        combination_averaged_speedup_vs_one_device=round(
+            timings["combination, one device"]["wall_s"] / timings["combination, averaged oral doses"]["wall_s"], 2),
+        averaged_plt_max_relative_error=float(f"{np.nanmax(plt_error):.3g}"),
+        averaged_plt_median_relative_error=float(f"{np.nanmedian(plt_error):.3g}"),
+        devices=len(jax.devices()),
         **(
             dict(
                 unchunked_wall_s=round(timings["control, one batch"]["wall_s"], 4),

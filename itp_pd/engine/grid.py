@@ -31,6 +31,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ..data import expand_addl
+from ..data.averaged import average_repeated_doses
 from ..errors import DatasetError
 
 _MIN_BUCKET = 8
@@ -373,7 +374,9 @@ def build_population(table, model, *, sizes=None, row_numbers=None) -> Populatio
 
 
 def population_from_dataset(dataset, model, *, sizes=None) -> Population:
-    """Event grids for a checked ``Dataset`` (ADDL/II doses expanded first).
+    """Event grids for a checked ``Dataset`` (ADDL/II doses expanded first; with the model's
+    ``solver.oral_doses == "averaged"``, regular runs of depot doses as their mean input rate,
+    ``itp_pd.data.averaged``).
 
     Simulated patients (``itp_pd.dosing`` records through ``Dataset.from_table``) and real
     ones (``read_nonmem``) take this same path into the engine.
@@ -383,6 +386,9 @@ def population_from_dataset(dataset, model, *, sizes=None) -> Population:
             for, each with the row of the user's file.
     """
     expanded = expand_addl(dataset)
+    if model.solver.oral_doses == "averaged":
+        depots = [k + 1 for k, is_depot in enumerate(model.depot_mask) if is_depot]
+        expanded = average_repeated_doses(expanded, depots)
     population = build_population(
         expanded.table, model, sizes=sizes, row_numbers=expanded.source_rows
     )

@@ -28,6 +28,7 @@ Format (paths are relative to the recipe file)::
     random_effects = ["CL", "V1"] # optional: default every parameter with IIV
     correlated = ["CL", "V1"]     # optional: one block of correlated etas (LKJ prior)
     solver = { solver = "tsit5", rtol = 1e-6, atol = 1e-9, max_steps = 4096 }  # optional
+                                  # (also oral_doses = "averaged": regular oral doses as their mean rate)
 
     [nuts]   # chains, warmup, draws, target_accept, dense_mass, max_tree_depth, init
     [svi]    # guide ("meanfield" or "lowrank"), rank, steps, learning_rate, draws
@@ -46,12 +47,13 @@ from pathlib import Path
 
 from ..devices import DEVICE_CHOICES
 from ..spec._problems import Problems, SpecProblem, spec_error, suggestion
+from ..structural.solver_config import ORAL_DOSES
 
 METHODS = ("nuts", "svi", "map", "focei", "laplace")
 COVARIANCE_KINDS = ("sandwich", "r", "none")
 NUTS_INITS = ("median", "map", "svi")
 SVI_GUIDES = ("meanfield", "lowrank")
-SOLVER_KEYS = ("solver", "rtol", "atol", "max_steps")
+SOLVER_KEYS = ("solver", "rtol", "atol", "max_steps", "oral_doses")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -495,6 +497,9 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
         problems.add("model.solver", repr(solver), "a table", 'write e.g. solver = { solver = "tsit5", rtol = 1e-6 }')
         solver = {}
     _check_keys(problems, solver, set(SOLVER_KEYS), "model.solver.")
+    if "oral_doses" in solver and solver["oral_doses"] not in ORAL_DOSES:
+        problems.add("model.solver.oral_doses", repr(solver["oral_doses"]), " or ".join(map(repr, ORAL_DOSES)),
+                     "exact: every dose (the reference); averaged: each regular run of oral doses as its mean rate")
 
     nuts = _settings(problems, NutsSettings, data.get("nuts", {}), "nuts")
     svi = _settings(problems, SviSettings, data.get("svi", {}), "svi")

@@ -16,6 +16,8 @@ _SOLVERS = {
     "kvaerno5": diffrax.Kvaerno5,
 }
 
+ORAL_DOSES = ("exact", "averaged")
+
 
 @dataclass(frozen=True)
 class SolverConfig:
@@ -37,6 +39,21 @@ class SolverConfig:
             ``jax.jvp``/``jacfwd``: the FOCE-I/Laplace estimator's Jacobians and Hessians of
             predictions with respect to a few individual parameters). The checkpointed loop of
             the reverse mode has no forward-mode rule, so each estimator picks the one it needs.
+        oral_doses: how repeated bolus doses into a depot compartment enter the model:
+            ``exact`` (default: each dose, the reference) or ``averaged`` (each run of ≥ 3
+            equal doses at a constant interval τ as one zero-order input of the same total
+            at rate dose/τ into the depot: the mean exposure without the within-interval
+            swing; ``itp_pd.data.averaged``). Not a solver setting strictly, but like one a
+            numerical representation that trades a measured error for speed. Measured on the
+            ITP model (2-core CPU, calibrated prior population, iguratimod 25 mg bid ×26
+            weeks): a two-arm virtual trial (4 draws × 2,000 patients) 1.7× faster; the
+            combination arm's platelets moved by 0.36% (median), 2.2% (99th percentile),
+            3.6% (largest); 41 of 8,000 overall-response flags flipped (response rates by at
+            most 1 percentage point, about one Monte Carlo SE of a 2,000-patient arm). In a
+            fit of the 120-patient benchmark trial, the log density's change over a 10% move
+            of pop_IMAX_PC (the arm difference) is 6.3 nats exactly and 0.9 nats off when
+            averaged: visible to the data. So ``exact`` stays the default everywhere;
+            ``averaged`` is for screening many regimens.
     """
 
     solver: str = "tsit5"
@@ -44,6 +61,7 @@ class SolverConfig:
     atol: float = 1e-10
     max_steps: int = 4096
     differentiation: str = "reverse"
+    oral_doses: str = "exact"
 
     def __post_init__(self):
         if self.solver not in _SOLVERS:
@@ -56,6 +74,9 @@ class SolverConfig:
             raise SpecError(f"max_steps must be a positive integer, got {self.max_steps}")
         if self.differentiation not in ("reverse", "forward"):
             raise SpecError(f"differentiation must be 'reverse' or 'forward', got {self.differentiation!r}")
+        if self.oral_doses not in ORAL_DOSES:
+            raise SpecError(f"oral_doses must be one of {', '.join(map(repr, ORAL_DOSES))}, got {self.oral_doses!r} "
+                            "(exact: every dose; averaged: each regular run of doses as its mean input rate)")
 
     def make_adjoint(self):
         return diffrax.ForwardMode() if self.differentiation == "forward" else diffrax.RecursiveCheckpointAdjoint()
