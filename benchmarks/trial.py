@@ -15,11 +15,13 @@ the process's maximum resident set size (``resource.getrusage``).
 
     python benchmarks/trial.py            # writes benchmarks/results/trial.json
     python benchmarks/trial.py --draws 10 --out /tmp/trial_small.json
+    python benchmarks/trial.py --oral-doses averaged --out benchmarks/results/trial_averaged.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import sys
@@ -36,7 +38,7 @@ jax.config.update("jax_enable_x64", True)
 from _report import environment, write_figures  # noqa: E402 (benchmarks/ is on sys.path)
 
 from itp_pd.trial.population import prior_population  # noqa: E402
-from itp_pd.trial.virtual_trial import TRIAL_SOLVER, TrialDesign, simulate_trial  # noqa: E402
+from itp_pd.trial.virtual_trial import TRIAL_SOLVER, TrialDesign, simulate_trial, trial_structural  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "trial.json"
 ARMS = ("control", "combination")
@@ -51,18 +53,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-patients", type=int, default=2048)
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=20261122)
+    parser.add_argument("--oral-doses", choices=("exact", "averaged"), default="exact",
+                        help="the trial model's oral doses (itp_pd.structural.SolverConfig.oral_doses)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    solver = dataclasses.replace(TRIAL_SOLVER, oral_doses=args.oral_doses)
 
     design = TrialDesign(n_per_arm=args.patients)
     key = jax.random.PRNGKey(args.seed)
     source = prior_population(n_draws=args.draws, key=key)
+    structural = dataclasses.replace(trial_structural(source.spec), solver_config=solver)
     warmup_source = prior_population(n_draws=WARMUP_DRAWS, key=key)
 
     def run(population):
         start = time.perf_counter()
         result = simulate_trial(population, ARMS, design, key=key, batch_patients=args.batch_patients,
-                                chunk_size=args.chunk_size)
+                                chunk_size=args.chunk_size, structural=structural)
         return time.perf_counter() - start, result
 
     warmup_s, _ = run(warmup_source)
@@ -87,7 +93,8 @@ def main(argv=None) -> dict:
         patient_years_per_s=round(args.draws * args.patients * len(ARMS) / wall, 1),
         batch_patients=args.batch_patients,
         chunk_size=args.chunk_size,
-        solver=dict(solver=TRIAL_SOLVER.solver, rtol=TRIAL_SOLVER.rtol, atol=TRIAL_SOLVER.atol),
+        solver=dict(solver=solver.solver, rtol=solver.rtol, atol=solver.atol, oral_doses=solver.oral_doses),
+        devices=len(jax.devices()),
         solver_failures=int(result.table["solver_failures"].sum()),
         mean_rates={arm: {k: round(float(v), 4) for k, v in row.items()} for arm, row in summary.iterrows()},
         target_wall_s=120.0,

@@ -227,6 +227,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
         # fork of a multithreaded process) flags needlessly.
         warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
         if address is None:
+            from .runtime import one_device_for_child_processes
+
+            one_device_for_child_processes()  # one fit per core, each on one XLA device
             ray.init(address="local", num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                      include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         else:

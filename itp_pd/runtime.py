@@ -14,6 +14,8 @@ import jax
 CACHE_ENV = "ITP_PD_COMPILATION_CACHE"
 HOST_DEVICES_ENV = "ITP_PD_HOST_DEVICES"
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+_FLAGS_BEFORE: str | None = None  # $XLA_FLAGS before use_every_core added its device count
+_ADDED = False
 
 
 def host_cores() -> int:
@@ -39,6 +41,7 @@ def use_every_core(count: int | None = None) -> int:
     Returns:
         the number of CPU devices JAX will have (or has, when it had started already).
     """
+    global _FLAGS_BEFORE, _ADDED
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
@@ -55,8 +58,21 @@ def use_every_core(count: int | None = None) -> int:
                              "of at least 1 (1: one device, every patient on one core)")
         count = int(requested) if requested else host_cores()
     if count > 1:
+        _FLAGS_BEFORE, _ADDED = os.environ.get("XLA_FLAGS"), True
         os.environ["XLA_FLAGS"] = f"{flags} {_HOST_DEVICE_FLAG}={count}".strip()
     return count
+
+
+def one_device_for_child_processes() -> None:
+    """Undo ``use_every_core``'s ``$XLA_FLAGS`` for processes started from now on (this one
+    keeps its devices): Ray's workers each run one fit on one core, and a device per core in
+    each of them would put several solver loops on every core."""
+    if not _ADDED:
+        return  # no device count of ours: one the user set is theirs to keep
+    if _FLAGS_BEFORE is None:
+        os.environ.pop("XLA_FLAGS", None)
+    else:
+        os.environ["XLA_FLAGS"] = _FLAGS_BEFORE
 
 
 def configure_entry_point(*, cache: bool = True) -> None:

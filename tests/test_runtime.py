@@ -66,3 +66,17 @@ def test_the_cli_reports_a_bad_device_count_with_exit_code_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "itp_pd.cli", "check-data", str(tmp_path / "missing.csv")],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and "$ITP_PD_HOST_DEVICES is '0'" in result.stderr
+
+
+def test_ray_workers_started_after_it_get_one_device_each(tmp_path):
+    code = ("import os, json\nfrom itp_pd.runtime import use_every_core, one_device_for_child_processes\n"
+            "use_every_core(2)\nbefore = os.environ.get('XLA_FLAGS')\none_device_for_child_processes()\n"
+            "print(json.dumps([before, os.environ.get('XLA_FLAGS')]))")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    before, after = json.loads(result.stdout)
+    assert "device_count=2" in before and after is None
+    # A device count the user set stays.
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert json.loads(result.stdout)[1] == "--xla_force_host_platform_device_count=3"
