@@ -140,7 +140,9 @@ def marginal_benchmark(options, spec, dataset) -> dict:
     base = recipe(options, options.method)
     # Maximum likelihood needs a smooth objective: the solver's relative tolerance sets how many
     # digits of the OFV and its gradient are real (NUTS's 1e-4 leaves the BFGS line search noise).
-    solver = dict(base.solver, rtol=options.rtol, atol=options.rtol * 1e-3)
+    # And more steps: FIT_SOLVER's 512 per segment is sized for rtol 1e-4; at 1e-6 Tsit5 needs
+    # about 2.5x as many (steps scale as rtol^(-1/5)), and a patient over the cap is a failed solve.
+    solver = dict(base.solver, rtol=options.rtol, atol=options.rtol * 1e-3, max_steps=4096)
     fit_recipe = dataclasses.replace(base, solver=tuple(sorted(solver.items())),
                                      focei=FoceiSettings(max_iterations=options.max_iterations,
                                                          covariance=options.covariance, draws=options.focei_draws))

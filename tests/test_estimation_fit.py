@@ -131,3 +131,12 @@ def test_sir_on_the_pk_example(pk_fit):
     assert result.ess > 0.5 * 300
     sd = np.sqrt(np.diagonal(outer.covariance.covariance))
     assert np.all(np.abs(result.draws.mean(0) - outer.x) < 0.5 * sd)
+
+
+def test_a_patient_whose_hessian_is_not_positive_definite_gets_unknown_sds_not_a_crash():
+    from itp_pd.estimation.population_fit import conditional_covariances
+
+    h = np.stack([np.eye(2) * 4, np.zeros((2, 2)), np.full((2, 2), np.nan), np.array([[1.0, 2.0], [2.0, 1.0]])])
+    covariances = conditional_covariances(h)
+    np.testing.assert_allclose(covariances[0], np.eye(2) / 4)
+    assert np.isnan(covariances[1:]).all()  # singular, not finite, indefinite

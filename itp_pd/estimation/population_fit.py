@@ -107,11 +107,23 @@ def estimates_table(setup: ModelProblem, outer: OuterResult) -> pd.DataFrame:
     })
 
 
+def conditional_covariances(h: np.ndarray) -> np.ndarray:
+    """Hᵢ⁻¹ per patient (``(n, k, k)``), NaN for a patient whose Hᵢ is not finite or not
+    positive definite (its solve failed at the estimate): reported as unknown, never a crash."""
+    h = np.asarray(h, dtype=float)
+    out = np.full_like(h, np.nan)
+    finite = np.all(np.isfinite(h), axis=(1, 2))
+    for i in np.flatnonzero(finite):
+        if np.linalg.eigvalsh(0.5 * (h[i] + h[i].T))[0] > 0:
+            out[i] = np.linalg.inv(h[i])
+    return out
+
+
 def individual_table(setup: ModelProblem, outer: OuterResult, ids) -> pd.DataFrame:
     """One row per patient: EBEs η̂ and their conditional sds (√diag Hᵢ⁻¹), the individual
     parameters, OFVᵢ and whether the inner problem converged."""
     etas = setup.parameters.etas
-    cond = np.linalg.inv(outer.half_hessian)
+    cond = conditional_covariances(outer.half_hessian)
     table = {"ID": np.asarray(ids)}
     for j, name in enumerate(etas):
         table[f"eta_{name}"] = outer.eta[:, j]
@@ -199,6 +211,11 @@ def fit_population(model, observed, population, dataset, *, method: str = "focei
         raise SolverError(f"the model cannot be solved at the starting estimates for patient(s) ID {bad}; "
                           "check doses and units, or start nearer (the spec's prior medians and values)")
     outer = minimise(setup.problem, setup.data, x0, eta0, settings, progress=progress)
+    bad = ~np.isfinite(np.asarray(outer.patient_ofv)) | ~np.all(np.isfinite(np.asarray(outer.patient_gradient)), axis=1)
+    if bad.any():  # which patients, so that the user can look at their records
+        ids = [population.ids[i] for i in np.flatnonzero(bad)[:10]]
+        outer.message += (f"; OFV or its gradient is not finite for {int(bad.sum())} patient(s): ID {ids}"
+                          f"{' ...' if bad.sum() > 10 else ''}")
     n_obs = int(np.asarray(setup.data.is_data).sum())
     p = len(x0)
     constant = ofv_constant(setup.data)

@@ -136,7 +136,8 @@ def diagnostics(draws, summary: pd.DataFrame, *, solver_failures: int, device=No
         "solver_failures": int(solver_failures),
         "compile_s": round(draws.compile_s, 3),
         "run_s": round(draws.run_s, 3),
-        "final_loss": _finite_or_none(draws.losses[-1]) if draws.losses is not None else None,
+        # None also when an optimiser stopped before its first step (no loss recorded).
+        "final_loss": _finite_or_none(draws.losses[-1]) if draws.losses is not None and len(draws.losses) else None,
         "device": device_description(device),
     }
 
