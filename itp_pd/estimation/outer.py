@@ -176,9 +176,10 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
     converged = bool(ok and inner_ok and (result.success or gmax < settings.gtol))
     if not ok:
         failed = int(np.sum(np.asarray(inner.evaluation[1]) != 0)) if inner.evaluation is not None else 0
-        message = (f"not converged: the objective is not finite at the final estimate ({failed} patient(s)' ODE "
-                   "solves failed there; a solve that exceeds [model] solver max_steps fails: raise it, "
-                   "or start nearer)")
+        why = (f"{failed} patient(s)' ODE solves failed there; a solve that exceeds [model] solver max_steps "
+               "fails: raise it, or start nearer" if failed else
+               "every solve succeeded, so a patient's OFV or its gradient is not finite at its mode")
+        message = f"not converged: the objective is not finite at the final estimate ({why})"
     elif not inner_ok:
         message = (f"the random-effect mode of {int((~inner.converged).sum())} patient(s) did not converge "
                    f"(largest |dJ/deta| {float(inner.gradient.max()):.3g} > {settings.inner_tol:g})")
