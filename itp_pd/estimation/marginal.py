@@ -148,12 +148,15 @@ def joint(problem, x, eta, patient, expansion):
     return jnp.sum(uncensored) + jnp.sum(blq) + _prior_terms(problem, x, eta)
 
 
-def _half_hessian(problem, x, eta, patient, expansion, method, blq=True):
-    """Hᵢ of the module docstring (FOCE-I's expected information, or half Laplace's Hessian)."""
-    if method == "laplace":
-        return 0.5 * jax.hessian(lambda e: joint(problem, x, e, patient, expansion))(eta)
-    omega_inv = jnp.linalg.inv(problem.omega(x))
+def _focei_root(problem, x, eta, patient, expansion):
+    """A with AᵀA = FOCE-I's Hᵢ without BLQ terms: the stacked rows [Lᵀ; gⱼᵀ/√Vⱼ; vⱼᵀ/(√2 Vⱼ)]
+    (LLᵀ = Ω⁻¹), ``(k + 2 n_obs, k)``.
 
+    log det Hᵢ is taken from the QR of A, not from Hᵢ: forming AᵀA squares A's condition
+    number. On the ITP model one patient's ∂log f/∂η made Hᵢ ~1e19 along one direction and
+    ~10 (Ω⁻¹) across it, beyond float64's 1e16, so ``slogdet(Hᵢ)`` saw a matrix that is not
+    positive definite; A's own condition number (~1e9) is harmless.
+    """
     def rows(e):
         f = _surrogate(problem, x, e, patient, expansion)
         return f, problem.variance(x, f, patient["output"])
@@ -161,24 +164,51 @@ def _half_hessian(problem, x, eta, patient, expansion, method, blq=True):
     g, v = jax.jacfwd(rows)(eta)
     _, _, variance = _data_terms(problem, x, _surrogate(problem, x, eta, patient, expansion), patient)
     observed = (patient["is_data"] & ~patient["censored"])[:, None]
-    g = jnp.where(observed, g, 0.0)
-    v = jnp.where(observed, v, 0.0)
-    information = (g / variance[:, None]).T @ g + 0.5 * (v / variance[:, None] ** 2).T @ v
+    g = jnp.where(observed, g / jnp.sqrt(variance)[:, None], 0.0)
+    v = jnp.where(observed, v / (jnp.sqrt(2.0) * variance[:, None]), 0.0)
+    omega_inv = jnp.linalg.inv(problem.omega(x))
+    root = jnp.linalg.cholesky(0.5 * (omega_inv + omega_inv.T)).T
+    return jnp.concatenate([root, g, v], axis=0)
 
+
+def _censored_half_hessian(problem, x, eta, patient, expansion):
+    """½ ∇²_η of the BLQ (M3) terms, which have no Gauss–Newton form."""
     def censored_part(e):
         f = _surrogate(problem, x, e, patient, expansion)
         return jnp.sum(_data_terms(problem, x, f, patient)[1])
 
+    return 0.5 * jax.hessian(censored_part)(eta)
+
+
+def _half_hessian(problem, x, eta, patient, expansion, method, blq=True):
+    """Hᵢ of the module docstring (FOCE-I's expected information, or half Laplace's Hessian)."""
+    if method == "laplace":
+        return 0.5 * jax.hessian(lambda e: joint(problem, x, e, patient, expansion))(eta)
+    a = _focei_root(problem, x, eta, patient, expansion)
+    h = a.T @ a
     if not blq:  # static: no BLQ row in the data, so no term to differentiate (compiles faster)
-        return omega_inv + information
-    return omega_inv + information + 0.5 * jax.hessian(censored_part)(eta)
+        return h
+    return h + _censored_half_hessian(problem, x, eta, patient, expansion)
+
+
+def _log_det(h):
+    sign, logdet = jnp.linalg.slogdet(h)
+    return jnp.where(sign > 0, logdet, jnp.inf)
 
 
 def patient_ofv(problem, x, eta, patient, expansion, method, blq=True):
-    """``(OFVᵢ, Hᵢ)`` at (x, η) (η the mode); OFVᵢ without 2π constants."""
+    """``(OFVᵢ, Hᵢ)`` at (x, η) (η the mode); OFVᵢ without 2π constants.
+
+    For FOCE-I without BLQ rows log det Hᵢ comes from the QR of Hᵢ's square root
+    (``_focei_root``); where Hᵢ holds second derivatives (Laplace, BLQ rows) it has none, and
+    ``slogdet`` is used (+inf where Hᵢ is not positive definite)."""
+    value = joint(problem, x, eta, patient, expansion)
+    if method == "focei" and not blq:
+        a = _focei_root(problem, x, eta, patient, expansion)
+        r = jnp.linalg.qr(a, mode="r")
+        return value + 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(r)))), a.T @ a
     h = _half_hessian(problem, x, eta, patient, expansion, method, blq)
-    sign, logdet = jnp.linalg.slogdet(h)
-    return joint(problem, x, eta, patient, expansion) + jnp.where(sign > 0, logdet, jnp.inf), h
+    return value + _log_det(h), h
 
 
 class Evaluation(NamedTuple):
