@@ -137,6 +137,13 @@ def marginal_benchmark(options, spec, dataset) -> dict:
     from itp_pd.runtime import enable_compilation_cache
 
     enable_compilation_cache(options.cache)
+    if options.log is not None:
+        import logging
+
+        handler = logging.FileHandler(options.log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logging.getLogger("itp_pd.estimation").addHandler(handler)
+        logging.getLogger("itp_pd.estimation").setLevel(logging.DEBUG)
     base = recipe(options, options.method)
     # Maximum likelihood needs a smooth objective: the solver's relative tolerance sets how many
     # digits of the OFV and its gradient are real (NUTS's 1e-4 leaves the BFGS line search noise).
@@ -167,7 +174,16 @@ def marginal_benchmark(options, spec, dataset) -> dict:
         "device": d["device"], "estimated": list(ESTIMATED), "random_effects": list(RANDOM_EFFECTS),
         "solver": dict(fit_recipe.solver), "environment": environment(),
     }
-    steps = max(1, int(d["model_solves"]))
+    return figures
+
+
+def svi_comparison(options, spec, dataset, figures) -> dict:
+    """SVI with as many steps as the FOCE-I/Laplace fit made model solves (``figures``)."""
+    import dataclasses
+
+    from itp_pd.inference import fit
+
+    steps = max(1, int(figures["model_solves"]))
     svi_recipe = dataclasses.replace(recipe(options, "svi"), svi=dataclasses.replace(
         recipe(options, "svi").svi, steps=steps, draws=options.svi_draws))
     started = time.perf_counter()
@@ -177,7 +193,7 @@ def marginal_benchmark(options, spec, dataset) -> dict:
     return figures
 
 
-def main(args=None):
+def parse_options(args=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=120)
     parser.add_argument("--chains", type=int, default=4)
@@ -199,18 +215,25 @@ def main(args=None):
     parser.add_argument("--rtol", type=float, default=1e-6, help="FOCE-I/Laplace solver rtol (atol = rtol/1000)")
     parser.add_argument("--cache", type=Path, default=None, help="compilation cache folder (default itp-pd's)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--log", type=Path, default=None,
+                        help="FOCE-I/Laplace: write a line per objective evaluation (time, inner iterations) here")
     parser.add_argument("--out", type=Path, default=None,
                         help="default benchmarks/results/fit.json, or fit_<method>.json for focei/laplace")
-    options = parser.parse_args(args)
+    return parser.parse_args(args)
 
+
+def main(args=None):
     import dataclasses
 
     from itp_pd.inference import fit
 
+    options = parse_options(args)
     spec, dataset, truth = simulated_trial(options.patients, options.seed)
     if options.method != "nuts":
         out = options.out or ROOT / "benchmarks" / "results" / f"fit_{options.method}.json"
         figures = marginal_benchmark(options, spec, dataset)
+        write_figures(figures, out)  # kept if the SVI comparison is interrupted
+        figures = svi_comparison(options, spec, dataset, figures)
         write_figures(figures, out)
         print(f"{options.method}: {options.patients} patients, median wall {figures['wall_s']:.1f} s, "
               f"converged {figures['converged']}, covariance step ok {figures['covariance_step_ok']}, "

@@ -231,3 +231,36 @@ def test_mode_sensitivity_matches_central_differences(nonlinear_data):
     h = 1e-5
     numeric = np.stack([(modes(x + h * e) - modes(x - h * e)) / (2 * h) for e in np.eye(x.size)], axis=-1)
     np.testing.assert_allclose(sensitivity, numeric, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["focei", "laplace"])
+def test_re_solving_only_the_patients_still_searching_changes_nothing(nonlinear_data, method):
+    """``MarginalProblem.subset``: once few patients' modes still move, the search solves only
+    those (padded to ``subset``); modes, iteration counts, the OFV and its gradient are the
+    same as solving every patient each time. BLQ rows included (third-order path)."""
+    from itp_pd.estimation.marginal import modes_and_evaluation
+
+    y = nonlinear_data.copy()
+    data = _data(y, y < 0.6, np.full_like(y, 0.6))
+    full = _exponential_problem(method, k_eta=True)
+    subset_calls = []
+
+    def predict(psi, index=None):
+        if index is not None:
+            subset_calls.append(index.shape)
+        return full.predict(psi)  # predictions depend on the patient only through psi
+
+    subset = MarginalProblem(full.psi, predict, full.variance, full.omega, method, subset=(8, 3))
+    x = X_NONLINEAR + np.array([0.05, -0.03, 0.1, 0.05, -0.1])
+    eta0 = np.zeros((y.shape[0], 2))
+    for search in (find_modes, lambda *a, **k: modes_and_evaluation(*a, method, **k)):
+        expected = search(full, x, eta0, data, tol=1e-10, max_iterations=100)
+        subset_calls.clear()
+        got = search(subset, x, eta0, data, tol=1e-10, max_iterations=100)
+        assert subset_calls and set(subset_calls) <= {(8,), (3,)}
+        assert got.iterations == expected.iterations and got.converged.all() and expected.converged.all()
+        np.testing.assert_allclose(got.eta, expected.eta, rtol=0, atol=1e-12)
+    ofv = lambda inner: np.asarray(inner.evaluation[0].ofv)  # noqa: E731
+    gradient = lambda inner: np.asarray(inner.evaluation[0].gradient)  # noqa: E731
+    np.testing.assert_allclose(ofv(got), ofv(expected), rtol=1e-12)
+    np.testing.assert_allclose(gradient(got), gradient(expected), rtol=1e-9, atol=1e-12)

@@ -19,6 +19,7 @@ from .simulate import (
     patient_mesh,
     simulate,
     simulate_batch,
+    simulate_grid,
     simulate_population,
     stiffness,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "default_chunk_size",
     "default_patient_mesh",
     "patient_mesh",
+    "simulate_grid",
     "simulate_population",
     "stiffness",
 ]

@@ -296,7 +296,15 @@ def simulate_population(model, params, population: Population, *, chunk_size: in
             made one device per core); ``None``: one device. Pass ``None`` where the call is
             already split across devices (inside ``pmap``/``shard_map``).
     """
-    n = population.n_patients
+    return simulate_grid(model, params, population.grid, chunk_size=chunk_size, mesh=mesh)
+
+
+def simulate_grid(model, params, grid: EventGrid, *, chunk_size: int | None = None,
+                  mesh: Mesh | None | str = "auto") -> Simulation:
+    """``simulate_population`` on a stacked ``EventGrid`` (leading axis: patients), e.g. a
+    traced subset of a population's grid (``itp_pd.estimation`` re-solves only the patients
+    whose modes are still moving)."""
+    n = grid.times.shape[0]
     missing = sorted(set(model.parameter_names) - set(params))
     if missing:
         raise ValueError(
@@ -317,5 +325,5 @@ def simulate_population(model, params, population: Population, *, chunk_size: in
             raise ValueError(f"mesh is {mesh!r}; expected a patient_mesh, None (one device) or 'auto'")
         mesh = default_patient_mesh(model, n)
     if mesh is not None and mesh.devices.size > 1:
-        return _simulate_sharded(model, params, population.grid, chunk_size, mesh)
-    return _simulate_batch_jit(model, params, population.grid, chunk_size)
+        return _simulate_sharded(model, params, grid, chunk_size, mesh)
+    return _simulate_batch_jit(model, params, grid, chunk_size)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import expit, logit
 
-from ..engine import simulate_population
+from ..engine import simulate_grid
 from ..errors import SpecError
 from ..stats.residual import residual_sd
 from .marginal import MarginalProblem, PatientData
@@ -92,14 +92,17 @@ def problem_from_model(model, observed, method: str, *, mesh="auto") -> ModelPro
         return jnp.stack([logit(values[name][0]) if is_logit else jnp.log(values[name][0])
                           for name, is_logit in zip(varying, logit_scale)])
 
-    def predict(psi_all):
-        params = dict(fixed)
+    def predict(psi_all, index=None):
+        # index: the patients psi_all belongs to (traced), or None for every patient.
+        params = dict(fixed) if index is None else {name: value[index] for name, value in fixed.items()}
+        grid = population.grid if index is None else jax.tree.map(lambda leaf: leaf[index], population.grid)
+        rows = log_rows_j if index is None else log_rows_j[index]
         for j, (name, is_logit) in enumerate(zip(varying, logit_scale)):
             params[name] = expit(psi_all[:, j]) if is_logit else jnp.exp(psi_all[:, j])
-        simulation = simulate_population(structural, params, population, chunk_size=model.chunk_size, mesh=mesh)
+        simulation = simulate_grid(structural, params, grid, chunk_size=model.chunk_size, mesh=mesh)
         failed = simulation.status != 0
         f = jnp.where(failed[:, None], 1.0, simulation.predictions)
-        f = jnp.where(log_rows_j, jnp.log(jnp.maximum(f, _TINY)), f)
+        f = jnp.where(rows, jnp.log(jnp.maximum(f, _TINY)), f)
         return f, simulation.status
 
     observations = model.observations
@@ -113,7 +116,13 @@ def problem_from_model(model, observed, method: str, *, mesh="auto") -> ModelPro
             v = jnp.where(rows, sd**2, v)
         return v
 
-    problem = MarginalProblem(psi, predict, variance, parameters.omega_matrix, method)
+    # Re-solving only the patients whose modes still move pays where solves are ODE solves.
+    # Sizes n/4 and n/16: measured on the 120-patient ITP trial, after two full iterations
+    # 4-19 patients still moved, and 1-4 for the last ten or more.
+    subset = None
+    if structural.n_nonlinear_states and n >= 32:
+        subset = tuple(sorted({-(-n // 4), -(-n // 16)}, reverse=True))
+    problem = MarginalProblem(psi, predict, variance, parameters.omega_matrix, method, subset=subset)
     value = np.asarray(observed.value, dtype=float)
     is_data = np.asarray(observed.is_data)
     lloq = np.asarray(observed.lloq, dtype=float)

@@ -34,7 +34,8 @@ Format (paths are relative to the recipe file)::
     [svi]    # guide ("meanfield" or "lowrank"), rank, steps, learning_rate, draws
     [map]    # steps, learning_rate (the posterior mode: a start for NUTS, not an estimator of Omega)
     [focei]  # FOCE-I and Laplace: max_iterations, gtol, inner_tol, inner_decrement, inner_noise,
-             # inner_iterations, covariance ("sandwich", "r", "none"), fd_step, draws, sir, sir_samples, sir_resamples
+             # inner_iterations, covariance ("sandwich", "r", "none"), fd_step, max_step, ftol, draws, sir,
+             # sir_samples, sir_resamples
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ class FoceiSettings:
     fraction of Jᵢ ends the search: the ODE solver's relative tolerance), ``inner_iterations``:
     each patient's mode;
     ``covariance``: ``sandwich`` (R⁻¹SR⁻¹, NONMEM's default), ``r`` (2R⁻¹) or ``none``;
+    ``max_step``: longest BFGS step in any unconstrained parameter (log units); ``ftol``: the
+    search stops, not converged, when the OFV changed by less than this (relative) in each of
+    three iterations;
     ``draws``: parameter draws from the asymptotic normal of the estimate, for simulation;
     ``sir``: instead, ``sir_resamples`` draws by sampling importance resampling of
     ``sir_samples`` proposals from that normal (PsN's ``sir``; one OFV per proposal)."""
@@ -115,6 +119,8 @@ class FoceiSettings:
     inner_iterations: int = 50
     covariance: str = "sandwich"
     fd_step: float = 1e-4
+    max_step: float = 1.0
+    ftol: float = 1e-10
     draws: int = 200
     sir: bool = False
     sir_samples: int = 1000
