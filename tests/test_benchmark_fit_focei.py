@@ -27,3 +27,20 @@ def test_fit_benchmark_focei_tiny(tmp_path):
     assert KEYS <= set(figures)
     assert figures["patients"] == 4 and figures["outer_iterations"] <= 1
     assert figures["converged"] is False  # one iteration is not a converged fit, and it says so
+
+
+@pytest.mark.slow
+def test_focei_recovers_the_simulated_120_patient_itp_trial(tmp_path):
+    # Issue 15's recovery check: every estimated population parameter within 2 SE of the truth
+    # it was simulated from, on a converged fit with a successful covariance step (the
+    # benchmark's protocol, once; about 15 minutes on a 2-core CPU).
+    spec = importlib.util.spec_from_file_location("fit_benchmark", ROOT / "benchmarks" / "fit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    options = module.parse_options(["--method", "focei", "--repeats", "1", "--focei-draws", "20", "--quiet",
+                                     "--cache", str(tmp_path / "cache")])
+    trial_spec, dataset, _ = module.simulated_trial(options.patients, options.seed)
+    figures = module.marginal_benchmark(options, trial_spec, dataset)
+    assert figures["converged"], figures["convergence_message"]
+    assert figures["covariance_step_ok"], figures["covariance_step"]
+    assert figures["max_abs_z"] <= 2.0, figures["z"]
