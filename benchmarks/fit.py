@@ -188,8 +188,8 @@ def svi_comparison(options, spec, dataset, figures) -> dict:
         recipe(options, "svi").svi, steps=steps, draws=options.svi_draws))
     started = time.perf_counter()
     svi = fit(svi_recipe, dataset=dataset, spec=spec, progress=False)
-    figures.update(svi_steps=steps, svi_wall_s=time.perf_counter() - started, svi_converged=svi.diagnostics["converged"],
-                   svi_means=svi.summary["mean"].to_dict())
+    figures.update(svi_steps=steps, svi_wall_s=time.perf_counter() - started,
+                   svi_converged=svi.diagnostics["converged"], svi_means=svi.summary["mean"].to_dict())
     return figures
 
 

@@ -485,13 +485,14 @@ def _search(state, search, chol, *, tol, decrement_tol, noise, max_iterations, m
         return (((jnp.max(jnp.abs(s.grad), axis=1) < tol) | (s.decrement() < decrement_tol) | s.stalled)
                 & jnp.isfinite(s.value))
 
-    active = []
+    active, tail = [], np.array([], dtype=int)
     for _ in range(max_iterations):
         done = converged(search)
         active.append(int(jnp.sum(~done)))
         if active[-1] == 0:
             break
         still = ~np.asarray(done)
+        tail = np.flatnonzero(still)  # the patients of the last iteration: the slowest
         h = search.h
         scaled = h + search.damping[:, None, None] * (jnp.abs(jnp.diagonal(h, axis1=1, axis2=2))[:, :, None] * eye + eye)
         step = -jnp.linalg.solve(scaled, 0.5 * search.grad[..., None])[..., 0]
@@ -518,7 +519,11 @@ def _search(state, search, chol, *, tol, decrement_tol, noise, max_iterations, m
             stalled=search.stalled | (~better & ~done & (predicted < noise * (1.0 + jnp.abs(value)))),
             iterations=search.iterations + 1)
     search.converged = converged(search)
-    log.debug("inner search: patients not yet converged before each iteration %s", active)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("inner search: patients not yet converged before each iteration %s; the last ones (index: J, "
+                  "max |dJ/deta|, damping): %s", active,
+                  {int(i): (float(search.value[i]), float(jnp.max(jnp.abs(search.grad[i]))), float(search.damping[i]))
+                   for i in tail[:3]})
     return search
 
 
