@@ -14,12 +14,6 @@ import jax
 CACHE_ENV = "ITP_PD_COMPILATION_CACHE"
 HOST_DEVICES_ENV = "ITP_PD_HOST_DEVICES"
 _HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
-# XLA's CPU collectives abort the process when one device reaches a gather more than about a
-# minute after the other (warned at 20 s, terminated 40 s later): one patient's stiff solve at a
-# far trial point of an optimiser takes longer than that, and the whole fit died (measured on the
-# 120-patient FOCE-I benchmark). Waiting is always right here, since every device is finite work.
-_COLLECTIVE_TIMEOUT_FLAGS = {"--xla_cpu_collective_call_warn_stuck_timeout_seconds": 3600,
-                             "--xla_cpu_collective_call_terminate_timeout_seconds": 7 * 86400}
 _FLAGS_BEFORE: str | None = None  # $XLA_FLAGS before use_every_core added its device count
 _ADDED = False
 
@@ -47,16 +41,14 @@ def use_every_core(count: int | None = None) -> int:
     Returns:
         the number of CPU devices JAX will have (or has, when it had started already).
     """
+    global _FLAGS_BEFORE, _ADDED
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
         return len(jax.devices("cpu"))
     flags = os.environ.get("XLA_FLAGS", "")
     if _HOST_DEVICE_FLAG in flags:
-        count = int(flags.split(_HOST_DEVICE_FLAG + "=")[1].split()[0])
-        if count > 1:
-            _set_xla_flags(_collective_timeouts(flags))
-        return count
+        return int(flags.split(_HOST_DEVICE_FLAG + "=")[1].split()[0])
     if count is None:
         requested = os.environ.get(HOST_DEVICES_ENV, "").strip()
         if requested and not (requested.isdigit() and int(requested) >= 1):
@@ -66,23 +58,9 @@ def use_every_core(count: int | None = None) -> int:
                              "of at least 1 (1: one device, every patient on one core)")
         count = int(requested) if requested else host_cores()
     if count > 1:
-        _set_xla_flags(f"{_collective_timeouts(flags)} {_HOST_DEVICE_FLAG}={count}".strip())
-    return count
-
-
-def _collective_timeouts(flags: str) -> str:
-    """``flags`` with ``_COLLECTIVE_TIMEOUT_FLAGS`` added where the user has not set them."""
-    added = [f"{name}={value}" for name, value in _COLLECTIVE_TIMEOUT_FLAGS.items() if name not in flags]
-    return " ".join([flags, *added]).strip()
-
-
-def _set_xla_flags(flags: str) -> None:
-    global _FLAGS_BEFORE, _ADDED
-    if flags == os.environ.get("XLA_FLAGS", ""):
-        return
-    if not _ADDED:
         _FLAGS_BEFORE, _ADDED = os.environ.get("XLA_FLAGS"), True
-    os.environ["XLA_FLAGS"] = flags
+        os.environ["XLA_FLAGS"] = f"{flags} {_HOST_DEVICE_FLAG}={count}".strip()
+    return count
 
 
 def one_device_for_child_processes() -> None:
