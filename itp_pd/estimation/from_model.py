@@ -52,15 +52,17 @@ def _log_rows(model) -> np.ndarray:
     return rows
 
 
-def problem_from_model(model, observed, method: str, *, mesh="auto") -> ModelProblem:
+def problem_from_model(model, observed, method: str, *, mesh=None) -> ModelProblem:
     """The FOCE-I (``method="focei"``) or Laplace problem of ``model`` (``build_model``) and
     its ``observed`` data.
 
     ``mesh``: how the patients' solves are split across devices, as ``simulate_population``'s
-    (default ``"auto"``: every core where an entry point made one device per core; ``None``:
-    one device). Forward-mode derivatives pass through the split unchanged; on the 2-core CPU
-    one FOCE-I evaluation of the 40-patient ITP problem took 2.9 s on two devices against
-    5.7 s on one."""
+    (``"auto"``: every core where an entry point made one device per core; default ``None``:
+    one device). One device by default because split across the 2-core CPU's two devices the
+    120-patient ITP problem deadlocked, intermittently, in the gather of the sharded
+    simulation (every thread asleep, one device waiting for the other; XLA aborts the process
+    after a minute); a split FOCE-I evaluation of the 40-patient ITP problem took 2.9 s against
+    5.7 s on one device, so ``"auto"`` is twice as fast where it does not deadlock."""
     if model.mesh is not None:
         raise SpecError("FOCE-I/Laplace splits patients across devices itself (mesh=); build the model "
                         "without a mesh")
