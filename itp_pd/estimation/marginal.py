@@ -488,10 +488,10 @@ def _search(state, search, chol, *, tol, decrement_tol, noise, max_iterations, m
     active, tail = [], np.array([], dtype=int)
     for _ in range(max_iterations):
         done = converged(search)
-        active.append(int(jnp.sum(~done)))
+        still = ~np.asarray(done)  # one transfer to the host per iteration
+        active.append(int(still.sum()))
         if active[-1] == 0:
             break
-        still = ~np.asarray(done)
         tail = np.flatnonzero(still)  # the patients of the last iteration: the slowest
         h = search.h
         scaled = h + search.damping[:, None, None] * (jnp.abs(jnp.diagonal(h, axis1=1, axis2=2))[:, :, None] * eye + eye)
@@ -580,7 +580,7 @@ def _modes(problem, x, eta0, data, method, *, tol, max_iterations, decrement_tol
     blq = has_blq(data)
     chol = jnp.linalg.cholesky(problem.omega(x))
     settings = dict(tol=tol, decrement_tol=decrement_tol, noise=noise, max_step_sd=max_step_sd,
-                    subset=getattr(problem, "subset", None))
+                    subset=problem.subset)
     eta, iterations, solves = jnp.asarray(eta0), 0, 0
     if gauss_newton_iterations > 0:
         gauss_newton = _inner_states(problem, x, data, blq, False)
