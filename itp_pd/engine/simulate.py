@@ -91,6 +91,10 @@ def _nonlinear_pass(model, params, grid, after):
     starts = grid.breakpoints
     ends = jnp.concatenate([starts[1:], starts[-1:]])
     initial = model.initial_nonlinear_state(params)
+    dtmax = None
+    if config.stable_step_factor() is not None:
+        # A step cap, not a value: no derivative through it (as the controller's own steps).
+        dtmax = config.stable_step_factor() / jnp.maximum(jax.lax.stop_gradient(stiffness(model, params)), 1e-12)
 
     def step(carry, segment):
         state, failed = carry
@@ -106,7 +110,7 @@ def _nonlinear_pass(model, params, grid, after):
         # Oral doses inside a segment make kinks in the concentration; declaring them as
         # jumps lets the controller step onto them instead of shrinking around each one.
         controller = config.make_controller(
-            jump_ts=jnp.where(inside, grid.times[slots], grid.times[last])
+            jump_ts=jnp.where(inside, grid.times[slots], grid.times[last]), dtmax=dtmax
         )
         solution = diffrax.diffeqsolve(
             term,
@@ -180,7 +184,8 @@ def stiffness(model, params):
     The largest magnitude on the diagonal of the vector field's Jacobian, drugs absent. In the
     ITP model this is the total platelet clearance, ``K = production / PLT0``: median 5 per day
     in the calibrated population and up to about 25 in the most severe patients, which bounds
-    the step of an explicit solver. Used only to order patients into chunks.
+    the step of an explicit solver. Used to order patients into chunks and, with
+    ``SolverConfig.stable_step``, to cap the steps inside the solver's stability region.
     """
     state = model.initial_nonlinear_state(params)
     dtype = state.dtype

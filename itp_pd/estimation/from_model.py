@@ -83,8 +83,11 @@ def problem_from_model(model, observed, method: str, *, mesh=None) -> ModelProbl
     fixed = {name: value for name, value in
              parameters.individual(x0, jnp.zeros((n, k)), covariates).items() if name not in varying}
     structural = model.structural
-    structural = dataclasses.replace(
-        structural, solver_config=dataclasses.replace(structural.solver, differentiation="forward"))
+    # Steps inside the explicit solver's stability region: without them forward-mode
+    # derivatives of stiff patients can be wrong by orders of magnitude (SolverConfig.stable_step).
+    stable_step = 0.85 if structural.solver.stable_step is None else structural.solver.stable_step
+    structural = dataclasses.replace(structural, solver_config=dataclasses.replace(
+        structural.solver, differentiation="forward", stable_step=stable_step))
     population = model.population
     log_rows = _log_rows(model)
     log_rows_j = jnp.asarray(log_rows)
