@@ -66,10 +66,10 @@ class SolverConfig:
             capped). Needed for derivatives: the step-size controller holds the *solution*
             stable at the edge of that region (a step that amplifies the stiff component is
             rejected) but not its derivatives, whose stiff component then grows step after
-            step. Measured on the 120-patient ITP trial at its prior medians (Tsit5, rtol
-            1e-6): ``jacfwd`` of the predictions 1e9 times the true derivative for one patient
-            and 400-2,000 times for three others; with f = 0.85 within 2e-4 of the
-            derivative at tiny fixed steps, for 1.2x the time of the Jacobian
+            step. Measured on the 120-patient ITP trial at its prior medians, η at the modes
+            (Tsit5, rtol 1e-6): ``jacfwd`` of the predictions 1e9 times the central difference
+            for one patient and 400-2,000 times for three others; with the steps capped, within
+            the differences' noise, for 1.06x the time of the batched Jacobian
             (``tests/test_stable_step.py`` shows it on one severe patient: 2% off uncapped). The
             FOCE-I/Laplace estimator sets 0.85 unless told otherwise.
     """
