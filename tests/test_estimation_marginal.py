@@ -73,7 +73,7 @@ def test_linear_gaussian_estimates_equal_the_closed_form_maximum(linear_data, me
     problem, data = _linear_problem(method), _data(linear_data)
     x0 = np.array([0.5, 0.1, np.log(0.3), np.log(0.5)])
     result = minimise(problem, data, x0, np.zeros((linear_data.shape[0], 1)),
-                      OuterSettings(gtol=1e-4, inner_tol=1e-9, inner_decrement=0.0))
+                      OuterSettings(gtol=1e-4, inner_tol=1e-9, inner_decrement=0.0, se_tol=0.0))
     exact = scipy.optimize.minimize(_linear_exact_ofv, x0, args=(linear_data,), method="BFGS",
                                     options={"gtol": 1e-9})
     assert result.converged, result.message
@@ -81,6 +81,27 @@ def test_linear_gaussian_estimates_equal_the_closed_form_maximum(linear_data, me
     np.testing.assert_allclose(result.x, exact.x, rtol=0, atol=1e-5)
     assert result.ofv == pytest.approx(exact.fun, rel=1e-9)
     assert result.covariance.ok, result.covariance.message
+
+
+@pytest.mark.parametrize("method", ["focei", "laplace"])
+def test_the_standard_error_criterion_stops_within_se_tol_of_the_maximum(linear_data, method):
+    # se_tol alone (gtol out of reach): the search stops once the optimum is predicted to be
+    # within 0.01 standard errors, and it is, measured against the closed-form maximum in the
+    # metric of the asymptotic covariance 2R⁻¹ (R the OFV's Hessian there).
+    problem, data = _linear_problem(method), _data(linear_data)
+    x0 = np.array([0.5, 0.1, np.log(0.3), np.log(0.5)])
+    result = minimise(problem, data, x0, np.zeros((linear_data.shape[0], 1)),
+                      OuterSettings(gtol=1e-12, inner_tol=1e-9, inner_decrement=0.0, se_tol=0.01))
+    exact = scipy.optimize.minimize(_linear_exact_ofv, x0, args=(linear_data,), method="BFGS",
+                                    options={"gtol": 1e-9})
+    assert result.converged and "standard errors away" in result.message, result.message
+    assert result.newton_distance < 0.01
+    delta = result.x - exact.x
+    z = float(np.sqrt(0.5 * delta @ result.covariance.r @ delta))
+    assert z < 0.01, z
+    # ... and not trivially: the start is far away (measured: 24 standard errors).
+    start = x0 - exact.x
+    assert np.sqrt(0.5 * start @ result.covariance.r @ start) > 20
 
 
 # -- a nonlinear model with one random effect: Laplace against adaptive Gauss–Hermite ----------

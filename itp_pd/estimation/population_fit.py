@@ -237,6 +237,8 @@ def fit_population(model, observed, population, dataset, *, method: str = "focei
         "converged": bool(outer.converged),
         "convergence_message": outer.message,
         "max_abs_gradient": float(np.max(np.abs(outer.gradient))) if outer.gradient.size else 0.0,
+        # The optimum's distance from the estimate in its standard errors (outer.newton_distance).
+        "newton_distance_se": outer.newton_distance if np.isfinite(outer.newton_distance) else None,
         "outer_iterations": outer.iterations,
         "objective_evaluations": outer.evaluations,
         "model_solves": outer.solves,

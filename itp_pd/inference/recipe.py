@@ -34,7 +34,7 @@ Format (paths are relative to the recipe file)::
     [svi]    # guide ("meanfield" or "lowrank"), rank, steps, learning_rate, draws
     [map]    # steps, learning_rate (the posterior mode: a start for NUTS, not an estimator of Omega)
     [focei]  # FOCE-I and Laplace: max_iterations, gtol, inner_tol, inner_decrement, inner_noise,
-             # inner_iterations, covariance ("sandwich", "r", "none"), fd_step, max_step, ftol, draws, sir,
+             # inner_iterations, covariance ("sandwich", "r", "none"), fd_step, max_step, ftol, se_tol, draws, sir,
              # sir_samples, sir_resamples
 """
 
@@ -99,7 +99,9 @@ class FoceiSettings:
     """FOCE-I and Laplace (``itp_pd.estimation``): maximum likelihood, no priors.
 
     ``gtol``: converged when max |∂OFV/∂x| is below it (OFV units per unit of the
-    unconstrained parameter); ``inner_tol`` (gradient), ``inner_decrement`` (OFV units a further
+    unconstrained parameter), or ``se_tol``: when the optimum is fewer than this many of the
+    estimate's standard errors away (by the local quadratic model; the criterion an ODE
+    model meets, whose gradient is only as exact as its solver); ``inner_tol`` (gradient), ``inner_decrement`` (OFV units a further
     Newton step would gain), ``inner_noise`` (a rejected step promising less than this
     fraction of Jᵢ ends the search: the ODE solver's relative tolerance), ``inner_iterations``:
     each patient's mode;
@@ -121,6 +123,7 @@ class FoceiSettings:
     fd_step: float = 1e-4
     max_step: float = 1.0
     ftol: float = 1e-10
+    se_tol: float = 0.01
     draws: int = 200
     sir: bool = False
     sir_samples: int = 1000
