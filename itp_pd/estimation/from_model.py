@@ -89,6 +89,15 @@ def problem_from_model(model, observed, method: str, *, mesh=None) -> ModelProbl
     structural = dataclasses.replace(structural, solver_config=dataclasses.replace(
         structural.solver, differentiation="forward", stable_step=stable_step))
     population = model.population
+    n_ode = structural.n_nonlinear_states
+    # Under vmap a batch steps until its stiffest patient is done, and a severe patient needs
+    # tens of times the median's steps; solving the patients in chunks of similar stiffness
+    # (simulate_grid sorts them) lets only the stiffest chunk pay for them. Measured on the
+    # 120-patient ITP trial at the prior medians: chunks of 30 took 28 s against 37 s for one
+    # batch of 120 per solve with second derivatives (median of 3), with the same OFV to 5e-11.
+    chunk_size = model.chunk_size
+    if chunk_size is None and n_ode and n >= 32:
+        chunk_size = -(-n // 4)
     log_rows = _log_rows(model)
     log_rows_j = jnp.asarray(log_rows)
 
@@ -104,7 +113,7 @@ def problem_from_model(model, observed, method: str, *, mesh=None) -> ModelProbl
         rows = log_rows_j if index is None else log_rows_j[index]
         for j, (name, is_logit) in enumerate(zip(varying, logit_scale)):
             params[name] = expit(psi_all[:, j]) if is_logit else jnp.exp(psi_all[:, j])
-        simulation = simulate_grid(structural, params, grid, chunk_size=model.chunk_size, mesh=mesh)
+        simulation = simulate_grid(structural, params, grid, chunk_size=chunk_size, mesh=mesh)
         failed = simulation.status != 0
         f = jnp.where(failed[:, None], 1.0, simulation.predictions)
         f = jnp.where(rows, jnp.log(jnp.maximum(f, _TINY)), f)
@@ -125,7 +134,7 @@ def problem_from_model(model, observed, method: str, *, mesh=None) -> ModelProbl
     # Sizes n/4 and n/16: measured on the 120-patient ITP trial, after two full iterations
     # 4-19 patients still moved, and 1-4 for the last ten or more.
     subset = None
-    if structural.n_nonlinear_states and n >= 32:
+    if n_ode and n >= 32:
         subset = tuple(sorted({-(-n // 4), -(-n // 16)}, reverse=True))
     problem = MarginalProblem(psi, predict, variance, parameters.omega_matrix, method, subset=subset)
     value = np.asarray(observed.value, dtype=float)
