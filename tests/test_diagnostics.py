@@ -136,6 +136,24 @@ def test_the_report_of_the_example_fit_links_every_figure_it_writes(pk_report):
         assert (folder / name).stat().st_size > 8_000, name  # a real figure, not an empty canvas
 
 
+def test_the_reports_provenance_resolves_from_where_the_report_is(pk_report):
+    # The header names the fit folder relative to the report, and the recipe, data and spec
+    # relative to the fit folder (with their sha256): paths that hold after a staging folder
+    # is renamed into place (issue 19: the demo's report named dead staging paths).
+    from itp_pd.inference import file_sha256
+
+    fit, folder = pk_report
+    page = (folder / "index.html").read_text()
+    fit_folder = re.search(r"Fit folder <code>([^<]+)</code> \(relative to this report\)", page).group(1)
+    assert (folder / fit_folder).resolve() == fit.directory.resolve()
+    for key in ("recipe", "data", "spec"):
+        recorded = re.search(rf"{key} <code>([^<]+)</code> \(sha256 ([0-9a-f]{{12}})…\)", page)
+        assert recorded, key
+        path = folder / fit_folder / recorded.group(1)
+        assert path.is_file() and file_sha256(path).startswith(recorded.group(2)), key
+    assert ".staging-" not in page
+
+
 def test_the_example_fit_of_a_correct_model_passes_its_own_checks(pk_report):
     fit, folder = pk_report
     observations = pd.read_csv(folder / "observations.csv")

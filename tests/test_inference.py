@@ -111,6 +111,27 @@ def test_map_fit_writes_complete_artefacts_and_reproduces_its_summary(tmp_path):
     np.testing.assert_allclose(again.summary["mean"], result.summary["mean"], rtol=1e-10)
 
 
+def test_a_fit_folder_moved_with_its_project_still_names_its_inputs(tmp_path):
+    # manifest.json records the recipe, data and spec relative to the fit folder, so after the
+    # project is moved (or its staging folder renamed into place, as the demo's is) every path
+    # resolves, to a file with the recorded sha256, and the fit loads from there.
+    from itp_pd.diagnostics import load_fit
+
+    project = tmp_path / "project"
+    project.mkdir()
+    recipe = load_recipe(write_recipe(project, n_patients=4))
+    recipe = dataclasses.replace(recipe, map=dataclasses.replace(recipe.map, steps=20))
+    write_fit(fit(recipe, progress=False), recipe.output_dir)
+    moved = tmp_path / "moved"
+    (tmp_path / "project").rename(moved)
+    folder = moved / recipe.output_dir.name
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["recipe"] == "../pk.toml" and manifest["data"] == "../pk.csv"
+    for key in ("recipe", "data", "spec"):
+        assert file_sha256(folder / manifest[key]) == manifest[f"{key}_sha256"], key
+    assert load_fit(folder).recipe.path == (moved / "pk.toml").resolve()
+
+
 def test_a_fit_killed_while_writing_leaves_the_previous_result_whole(tmp_path, monkeypatch):
     recipe = load_recipe(write_recipe(tmp_path, n_patients=4))
     result = fit(recipe, progress=False)

@@ -69,8 +69,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _find_recipe(recorded: Path, directory: Path) -> Path:
-    """The recipe where the manifest says, or, when the project moved, beside the fit folder
-    (``<recipe folder>/<name>/`` is where ``itp-pd fit`` writes)."""
+    """The recipe where the manifest says (relative to the fit folder; older manifests hold
+    absolute paths), or, when the project moved, beside the fit folder (``<recipe
+    folder>/<name>/`` is where ``itp-pd fit`` writes)."""
+    recorded = recorded if recorded.is_absolute() else directory / recorded
     if recorded.is_file():
         return recorded
     moved = directory.resolve().parent / recorded.name

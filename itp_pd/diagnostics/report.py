@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def write_report(fit, folder: str | Path, settings: ReportSettings = ReportSetti
     steps.update(1)
     steps.close()
     index = folder / "index.html"
-    index.write_text(_html(fit, sections))
+    index.write_text(_html(fit, sections, folder))
     return index
 
 
@@ -136,9 +137,28 @@ def _convergence_banner(diagnostics: dict) -> str:
             "The numbers below describe this run, not the model: they are not results.</p>")
 
 
-def _html(fit, sections) -> str:
-    title = f"Fit report: {html.escape(fit.recipe.name)}"
+def _provenance(fit, folder) -> str:
+    """Where the fit and its inputs are, as paths that resolve from the report: the fit folder
+    relative to the report's folder (a report is built in a staging folder beside its final
+    place, so the relative path holds after the rename), and the recipe, data and spec as the
+    manifest records them (relative to the fit folder, ``relative_to_fit_folder``), with the
+    first 12 hex digits of their sha256."""
     m = fit.manifest
+    fit_folder = os.path.relpath(Path(fit.directory).resolve(), Path(folder).resolve())
+    files = []
+    for key in ("recipe", "data", "spec", "values"):
+        if m.get(key) is None:
+            continue
+        digest = m.get(f"{key}_sha256")
+        files.append(f"{key} <code>{html.escape(str(m[key]))}</code>"
+                     + (f" (sha256 {html.escape(str(digest)[:12])}…)" if digest else ""))
+    return (f"<p>Fit folder <code>{html.escape(fit_folder)}</code> (relative to this report); "
+            f"{'; '.join(files)} (relative to the fit folder); method {html.escape(str(m.get('method')))}, "
+            f"seed {m.get('seed')}; itp-pd {html.escape(str(m.get('packages', {}).get('itp-pd')))}.</p>")
+
+
+def _html(fit, sections, folder) -> str:
+    title = f"Fit report: {html.escape(fit.recipe.name)}"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -150,10 +170,7 @@ def _html(fit, sections) -> str:
         "</head><body>",
         f"<h1>{title}</h1>",
         _convergence_banner(fit.diagnostics),
-        f"<p>Fit folder <code>{html.escape(str(fit.directory))}</code>; recipe <code>{html.escape(str(m.get('recipe')))}"
-        f"</code>; data <code>{html.escape(str(m.get('data')))}</code>; spec <code>{html.escape(str(m.get('spec')))}"
-        f"</code>; method {html.escape(str(m.get('method')))}, seed {m.get('seed')}; itp-pd "
-        f"{html.escape(str(m.get('packages', {}).get('itp-pd')))}.</p>",
+        _provenance(fit, folder),
         "<nav>" + "".join(f'<a href="#s{i}">{html.escape(name)}</a>' for i, (name, *_rest) in enumerate(sections))
         + "</nav>",
     ]

@@ -8,7 +8,10 @@
     summary.csv         per population parameter: mean, sd, 5% and 95% quantiles, bulk/tail
                         ESS, R-hat
     diagnostics.json    divergences, max R-hat, min ESS, solver failures, times, device
-    manifest.json       package versions, data/spec/recipe hashes, seed, command line
+    manifest.json       package versions, data/spec/recipe hashes, seed, command line; the
+                        recipe, data, spec and values files by their paths relative to the
+                        fit folder (so they still resolve after the folder is renamed into
+                        place, or a project is moved whole)
     losses.csv          SVI and MAP: the loss (negative ELBO or log density) per step;
                         FOCE-I and Laplace: the OFV per outer iteration
     estimates.csv       FOCE-I and Laplace: parameter, estimate, se, rse_pct, lower95, upper95,
@@ -178,14 +181,36 @@ def manifest(recipe, spec, *, seed: int, device=None) -> dict:
     }
 
 
+MANIFEST_PATHS = ("recipe", "data", "spec", "values")
+
+
+def relative_to_fit_folder(record: dict, directory: str | Path) -> dict:
+    """``record`` (a ``manifest``) with its file paths relative to the fit folder ``directory``.
+
+    A fit is written into a staging folder that is renamed into place, and the demo builds
+    its whole project in one: absolute paths recorded during the run name folders that no
+    longer exist afterwards, while a path relative to the fit folder resolves wherever the
+    finished folder ends up, as long as it moves together with its inputs. Entries that are
+    not files on disk (an in-memory dataset's ``<simulated>``, None) are kept as they are.
+    """
+    base = Path(directory).resolve()
+    out = dict(record)
+    for key in MANIFEST_PATHS:
+        value = record.get(key)
+        if value and Path(value).is_file():
+            out[key] = os.path.relpath(Path(value).resolve(), base)
+    return out
+
+
 def write_fit(result, directory: str | Path) -> Path:
     """Write a fit's artefacts to ``directory`` atomically (see the module docstring)."""
     directory = Path(directory)
+    record = relative_to_fit_folder(result.manifest, directory)
     with replaced_atomically(directory) as staging:
         result.idata.to_netcdf(staging / "posterior.nc")
         result.summary.to_csv(staging / "summary.csv", float_format="%.6g")
         (staging / "diagnostics.json").write_text(json.dumps(result.diagnostics, indent=2) + "\n")
-        (staging / "manifest.json").write_text(json.dumps(result.manifest, indent=2) + "\n")
+        (staging / "manifest.json").write_text(json.dumps(record, indent=2) + "\n")
         losses = result.draws.losses if result.draws is not None else None
         if losses is not None:
             pd.DataFrame({"step": np.arange(1, len(losses) + 1), "loss": losses}).to_csv(
