@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from itp_pd.estimation.marginal import MarginalProblem, PatientData, evaluate, find_modes
+from itp_pd.estimation.marginal import MarginalProblem, PatientData, evaluate, expand, find_modes
 from itp_pd.estimation.outer import OuterSettings, minimise
 
 TIMES = np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0])
@@ -181,18 +181,20 @@ def test_laplace_and_focei_against_gauss_hermite(nonlinear_data):
     assert np.max(np.abs(differences["focei"])) < 0.15
 
 
+@pytest.mark.parametrize("k_eta", [True, False], ids=["every-parameter-random", "k-without-iiv"])
 @pytest.mark.parametrize("method", ["focei", "laplace"])
-def test_total_gradient_matches_central_differences(nonlinear_data, method):
+def test_total_gradient_matches_central_differences(nonlinear_data, method, k_eta):
     """dOFV/dx through the modes (implicit differentiation) against central differences of the
-    OFV with the modes re-found at each point; BLQ rows included."""
+    OFV with the modes re-found at each point; BLQ rows included. Without IIV on k, the
+    expansion's ∂²f/∂ψ² lacks its (k, k) element (``expand``): this shows none is needed."""
     y = nonlinear_data.copy()
     lloq = np.full_like(y, 0.6)
     censored = y < 0.6
     assert censored.any()
     data = _data(y, censored, lloq)
-    problem = _exponential_problem(method, k_eta=True)
+    problem = _exponential_problem(method, k_eta=k_eta)
     x = X_NONLINEAR + np.array([0.05, -0.03, 0.1, 0.05, -0.1])
-    eta0 = np.zeros((y.shape[0], 2))
+    eta0 = np.zeros((y.shape[0], 2 if k_eta else 1))
 
     def ofv_at(xx):
         inner = find_modes(problem, xx, eta0, data, tol=1e-11, max_iterations=200)
@@ -206,6 +208,25 @@ def test_total_gradient_matches_central_differences(nonlinear_data, method):
                         for e in np.eye(x.size)])
     # Central differences of a function re-optimised to 1e-11: error ~h² + 1e-11/h ~ 1e-6.
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-4)
+
+
+def test_the_second_order_expansion_is_exact_wherever_a_random_effect_is_involved(nonlinear_data):
+    """``expand``'s ∂²f/∂ψ² against the full Hessian of the predictions: equal along every pair
+    of directions with one in span E (E = ∂ψ/∂η), zero on the pair outside it (k without IIV)."""
+    problem = _exponential_problem("focei", k_eta=False)
+    data = _data(nonlinear_data)
+    n = nonlinear_data.shape[0]
+    eta = jnp.asarray(np.linspace(-0.5, 0.5, n)[:, None])
+    x = jnp.asarray(X_NONLINEAR)
+    (f, jac, hess, psi_hat), _ = expand(problem, x, eta, data, order=2)
+    full = jax.vmap(jax.hessian(lambda p: problem.predict(p[None])[0][0]))(psi_hat)  # (n, n_obs, m, m)
+    e = np.array([1.0, 0.0])  # ψ = (x₀ + η, x₁): E is the first axis
+    np.testing.assert_allclose(np.asarray(hess) @ e, np.asarray(full) @ e, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(hess)[..., 1, 1], 0.0, atol=1e-12)
+    assert np.max(np.abs(np.asarray(full)[..., 1, 1])) > 0.1  # ... where the true one is not zero
+    np.testing.assert_allclose(np.asarray(jac), np.asarray(jax.vmap(jax.jacfwd(
+        lambda p: problem.predict(p[None])[0][0]))(psi_hat)), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(f), np.asarray(problem.predict(psi_hat)[0]), rtol=1e-14)
 
 
 def test_modes_stop_at_the_noise_of_an_adaptive_solver(nonlinear_data):
