@@ -149,7 +149,7 @@ def marginal_benchmark(options, spec, dataset) -> dict:
     # digits of the OFV and its gradient are real (NUTS's 1e-4 leaves the BFGS line search noise).
     # And more steps: FIT_SOLVER's 512 per segment is sized for rtol 1e-4; at 1e-6 Tsit5 needs
     # about 2.5x as many (steps scale as rtol^(-1/5)), and a patient over the cap is a failed solve.
-    solver = dict(base.solver, rtol=options.rtol, atol=options.rtol * 1e-3, max_steps=4096)
+    solver = dict(base.solver, rtol=options.rtol, atol=options.rtol * 1e-3, max_steps=4096, oral_doses=options.oral_doses)
     fit_recipe = dataclasses.replace(base, solver=tuple(sorted(solver.items())),
                                      focei=FoceiSettings(max_iterations=options.max_iterations,
                                                          covariance=options.covariance, draws=options.focei_draws))
@@ -213,6 +213,8 @@ def parse_options(args=None) -> argparse.Namespace:
     parser.add_argument("--covariance", choices=("sandwich", "r", "none"), default="sandwich")
     parser.add_argument("--focei-draws", type=int, default=200)
     parser.add_argument("--rtol", type=float, default=1e-6, help="FOCE-I/Laplace solver rtol (atol = rtol/1000)")
+    parser.add_argument("--oral-doses", choices=("exact", "averaged"), default="exact",
+                        help="FOCE-I/Laplace: iguratimod's doses one by one, or as their mean rate (model option)")
     parser.add_argument("--cache", type=Path, default=None, help="compilation cache folder (default itp-pd's)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--log", type=Path, default=None,
