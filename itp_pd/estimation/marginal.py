@@ -502,6 +502,9 @@ def _trial_state(state, search, trial, active, sizes):
     return jax.tree.map(lambda full, part: full.at[index].set(part), current, tuple(sub))
 
 
+GIVE_UP_DAMPING = 1e10  # Levenberg–Marquardt damping beyond which a patient's search stops (``_search``)
+
+
 def _search(state, search, chol, *, tol, decrement_tol, noise, max_iterations, max_step_sd, subset=None):
     """Levenberg–Marquardt iterations of every patient from ``search`` (``find_modes``) with
     the state function ``state(eta, index=None) -> (J, ∇J, ½ Hessian model, payload)``, at most
@@ -518,7 +521,11 @@ def _search(state, search, chol, *, tol, decrement_tol, noise, max_iterations, m
     active, tail = [], np.array([], dtype=int)
     for _ in range(max_iterations):
         done = converged(search)
-        still = ~np.asarray(done)  # one transfer to the host per iteration
+        # A patient whose damping passed GIVE_UP_DAMPING takes steps 1e-10 of Newton's and still
+        # cannot lower Jᵢ: its derivatives are wrong there (seen on the ITP model: |∂Jᵢ/∂η| 6e4,
+        # μ 1e15, 40 iterations). It stops, not converged, instead of running to max_iterations.
+        stopped = done | (search.damping >= GIVE_UP_DAMPING)
+        still = ~np.asarray(stopped)  # one transfer to the host per iteration
         active.append(int(still.sum()))
         if active[-1] == 0:
             break
@@ -528,7 +535,7 @@ def _search(state, search, chol, *, tol, decrement_tol, noise, max_iterations, m
         step = -jnp.linalg.solve(scaled, 0.5 * search.grad[..., None])[..., 0]
         sd = jnp.linalg.norm(jax.scipy.linalg.solve_triangular(chol, step.T, lower=True), axis=0)
         step = step * jnp.minimum(1.0, max_step_sd / jnp.maximum(sd, 1e-300))[:, None]
-        step = jnp.where(done[:, None], 0.0, step)
+        step = jnp.where(stopped[:, None], 0.0, step)
         # J(η + s) ≈ J + ∇Jᵀs + sᵀHs (H is half the Hessian model of J).
         predicted = -(jnp.sum(search.grad * step, axis=1) + jnp.einsum("na,nab,nb->n", step, h, step))
         trial = search.eta + step
@@ -536,17 +543,26 @@ def _search(state, search, chol, *, tol, decrement_tol, noise, max_iterations, m
         value = search.value
         # Near the mode a Newton step changes Jᵢ by less than its rounding; keep such steps
         # (the gradient, not the value, is the convergence test).
-        better = (t_value <= value + 1e-13 * (1.0 + jnp.abs(value))) & jnp.isfinite(t_value) & ~done
+        better = (t_value <= value + 1e-13 * (1.0 + jnp.abs(value))) & jnp.isfinite(t_value) & ~stopped
         rho = (value - t_value) / jnp.maximum(predicted, 1e-300)
         shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * jnp.clip(rho, 0.0, 1.0) - 1.0) ** 3)
+        # ... but a step that gained less than 1e-4 of what the model promised is a failure for
+        # the damping and the noise rule alike, kept or not (the usual trust-region threshold):
+        # else a patient whose derivatives are wrong, with steps too short to change Jᵢ, stays
+        # "successful" while Nielsen's factor (2 at ρ = 0) lets its damping creep up.
+        failed = ~better | (rho < 1e-4)
         search = _Search(
             eta=_select(better, trial, search.eta), value=_select(better, t_value, value),
             grad=_select(better, t_grad, search.grad), h=_select(better, t_h, h),
             payload=_select(better, t_payload, search.payload),
-            damping=jnp.where(better, jnp.maximum(search.damping * shrink, 1e-12),
-                              jnp.minimum(search.damping * search.nu, 1e12)),
-            nu=jnp.where(better, 2.0, search.nu * 2.0),
-            stalled=search.stalled | (~better & ~done & (predicted < noise * (1.0 + jnp.abs(value)))),
+            damping=jnp.minimum(jnp.where(failed, search.damping * search.nu,
+                                          jnp.maximum(search.damping * shrink, 1e-12)), 1e12),
+            nu=jnp.where(failed, search.nu * 2.0, 2.0),
+            # The noise rule: a failed step, while the undamped Newton step would gain less than
+            # the noise of Jᵢ, means the mode is found as precisely as Jᵢ allows. (A failure
+            # with a large decrement is a wrong model of Jᵢ: more damping, and in the end
+            # GIVE_UP_DAMPING, not convergence.)
+            stalled=search.stalled | (failed & ~stopped & (search.decrement() < noise * (1.0 + jnp.abs(value)))),
             iterations=search.iterations + 1)
     search.converged = converged(search)
     if log.isEnabledFor(logging.DEBUG):
@@ -583,10 +599,13 @@ def find_modes(problem, x, eta0, data, *, tol: float = 1e-6, max_iterations: int
 
     Converged: max |∂Jᵢ/∂η| < ``tol`` (in −2 log-likelihood units per unit of η), or the Newton
     decrement ¼ ∇Jᵢᵀ Hᵢ⁻¹ ∇Jᵢ (the decrease of Jᵢ a further full step would bring) below
-    ``decrement_tol``, or a step rejected although it promised less than ``noise``·(1 + |Jᵢ|):
-    with an adaptive ODE solver Jᵢ is smooth only to about the solver's relative tolerance
-    (measured on the ITP model at rtol 1e-6: changes of 6e-7·|Jᵢ| against the local model), so
-    the mode is then as precise as the predictions allow.
+    ``decrement_tol``, or a step failing (gaining less than 1e-4 of its promise) while that
+    decrement is below ``noise``·(1 + |Jᵢ|): with an adaptive ODE solver Jᵢ is smooth only to
+    about the solver's relative tolerance (measured on the ITP model at rtol 1e-6: changes of
+    6e-7·|Jᵢ| against the local model), so the mode is then as precise as the predictions
+    allow. A patient whose damping passes ``GIVE_UP_DAMPING`` (1e10) stops, not converged: its
+    steps no longer lower Jᵢ although a Newton step promises more than the noise, so its
+    derivatives are wrong there, and the caller must not use it.
     """
     return _modes(problem, x, eta0, data, None, tol=tol, max_iterations=max_iterations, decrement_tol=decrement_tol,
                   noise=noise, gauss_newton_iterations=gauss_newton_iterations, max_step_sd=max_step_sd)

@@ -33,7 +33,7 @@ Format (paths are relative to the recipe file)::
     [nuts]   # chains, warmup, draws, target_accept, dense_mass, max_tree_depth, init
     [svi]    # guide ("meanfield" or "lowrank"), rank, steps, learning_rate, draws
     [map]    # steps, learning_rate (the posterior mode: a start for NUTS, not an estimator of Omega)
-    [focei]  # FOCE-I and Laplace: max_iterations, gtol, inner_tol, inner_decrement, inner_noise,
+    [focei]  # FOCE-I and Laplace: max_iterations, gtol, inner_tol, inner_decrement, search_inner_decrement, inner_noise,
              # inner_iterations, covariance ("sandwich", "r", "none"), fd_step, max_step, ftol, se_tol, draws, sir,
              # sir_samples, sir_resamples
 """
@@ -102,7 +102,8 @@ class FoceiSettings:
     unconstrained parameter), or ``se_tol``: when the optimum is fewer than this many of the
     estimate's standard errors away (by the local quadratic model; the criterion an ODE
     model meets, whose gradient is only as exact as its solver); ``inner_tol`` (gradient), ``inner_decrement`` (OFV units a further
-    Newton step would gain), ``inner_noise`` (a rejected step promising less than this
+    Newton step would gain; ``search_inner_decrement`` while BFGS is still on its way, after
+    which it goes on from there with ``inner_decrement``), ``inner_noise`` (a rejected step promising less than this
     fraction of Jᵢ ends the search: the ODE solver's relative tolerance), ``inner_iterations``:
     each patient's mode;
     ``covariance``: ``sandwich`` (R⁻¹SR⁻¹, NONMEM's default), ``r`` (2R⁻¹) or ``none``;
@@ -117,6 +118,7 @@ class FoceiSettings:
     gtol: float = 1e-3
     inner_tol: float = 1e-6
     inner_decrement: float = 1e-9
+    search_inner_decrement: float = 1e-6
     inner_noise: float = 1e-6
     inner_iterations: int = 50
     covariance: str = "sandwich"
