@@ -152,7 +152,8 @@ def marginal_benchmark(options, spec, dataset) -> dict:
     solver = dict(base.solver, rtol=options.rtol, atol=options.rtol * 1e-3, max_steps=4096, oral_doses=options.oral_doses)
     fit_recipe = dataclasses.replace(base, solver=tuple(sorted(solver.items())),
                                      focei=FoceiSettings(max_iterations=options.max_iterations,
-                                                         covariance=options.covariance, draws=options.focei_draws))
+                                                         covariance=options.covariance, draws=options.focei_draws,
+                                                         hessian_start=options.hessian_start))
     walls, result = [], None
     for _ in range(options.repeats):
         started = time.perf_counter()
@@ -213,6 +214,8 @@ def parse_options(args=None) -> argparse.Namespace:
     parser.add_argument("--covariance", choices=("sandwich", "r", "none"), default="sandwich")
     parser.add_argument("--focei-draws", type=int, default=200)
     parser.add_argument("--rtol", type=float, default=1e-6, help="FOCE-I/Laplace solver rtol (atol = rtol/1000)")
+    parser.add_argument("--hessian-start", choices=("bhhh", "differences"), default="bhhh",
+                        help="FOCE-I/Laplace: BFGS's first inverse Hessian ([focei] hessian_start)")
     parser.add_argument("--oral-doses", choices=("exact", "averaged"), default="exact",
                         help="FOCE-I/Laplace: iguratimod's doses one by one, or as their mean rate (model option)")
     parser.add_argument("--cache", type=Path, default=None, help="compilation cache folder (default itp-pd's)")

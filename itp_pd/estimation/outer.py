@@ -73,6 +73,13 @@ class OuterSettings:
             the last three iterations.
         se_tol: converged also when the estimate is within this many standard errors of the
             optimum by the local quadratic model (``newton_distance``); 0 turns it off.
+        hessian_start: BFGS's first inverse Hessian: ``"bhhh"`` ((S/2)⁻¹ of the patients'
+            gradients) or ``"differences"`` (forward differences of the exact gradient at the
+            start, p more evaluations, eigenvalues made positive). BHHH presumes mean-zero
+            scores, true near the optimum only: at the 120-patient ITP trial's start every
+            patient's score in log σ had the same sign (mean −64, against ~14 expected), so
+            S/2 overstated σ's curvature about a hundredfold and BFGS moved σ by 0.007 in six
+            iterations while its gradient stayed at −7,700.
     """
 
     max_iterations: int = 200
@@ -87,6 +94,7 @@ class OuterSettings:
     max_step: float = 1.0
     ftol: float = 1e-10
     se_tol: float = 0.01
+    hessian_start: str = "bhhh"
 
 
 @dataclass
@@ -154,6 +162,7 @@ class _Objective:
         self.last = None
         self.x0 = None  # the start, for the log
         self.decrement = settings.inner_decrement  # the modes' tolerance now (``minimise``'s phases)
+        self.inverse_hessian = None  # BFGS's latest, carried from one phase to the next
 
     def at(self, x, *, eta=None):
         x = np.asarray(x, dtype=float)
@@ -233,16 +242,18 @@ class _Search:
     distance: float = float("inf")  # newton_distance at x
 
 
-def bfgs(objective, x0, settings: OuterSettings, callback=None) -> _Search:
+def bfgs(objective, x0, settings: OuterSettings, callback=None, inverse_hessian=None) -> _Search:
     """Minimise ``objective`` (``_Objective``) from ``x0``; see the module docstring.
 
-    ``callback(iteration, ofv, max_abs_gradient)`` after each iteration."""
+    ``callback(iteration, ofv, max_abs_gradient)`` after each iteration. ``inverse_hessian``:
+    the start of BFGS's inverse Hessian (default BHHH's); the latest one is left in
+    ``objective.inverse_hessian``."""
     x = np.asarray(x0, dtype=float)
     _, f, patient_gradients, _, _, _, ok = objective.at(x)
     if not ok:
         return _Search(x, 0, False, "the objective is not finite at the start")
     g = patient_gradients.sum(axis=0)
-    h = bhhh_inverse(patient_gradients)
+    h = bhhh_inverse(patient_gradients) if inverse_hessian is None else np.asarray(inverse_hessian, dtype=float)
     small_changes = 0
     distance = newton_distance(g, patient_gradients, h)  # judged below when no iteration is left
     for iteration in range(1, settings.max_iterations + 1):
@@ -287,6 +298,7 @@ def bfgs(objective, x0, settings: OuterSettings, callback=None) -> _Search:
             rho = 1.0 / curvature
             v = np.eye(x.size) - rho * np.outer(step, change)
             h = v @ h @ v.T + rho * np.outer(step, step)
+        objective.inverse_hessian = h
         small_changes = small_changes + 1 if f - f_trial <= settings.ftol * (1.0 + abs(f)) else 0
         x, f, g, patient_gradients = x + step, f_trial, g_trial, trial_gradients
         if callback is not None:
@@ -321,17 +333,27 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
 
     objective.x0 = np.asarray(x0, dtype=float)
     x, iterations = objective.x0, 0
-    if settings.search_inner_decrement > settings.inner_decrement:
-        # Phase 1: loose modes on the way (OuterSettings.search_inner_decrement).
+    loose = settings.search_inner_decrement > settings.inner_decrement
+    if loose:
         objective.decrement = settings.search_inner_decrement
-        search = bfgs(objective, x, settings, callback)
+    start = None
+    if settings.hessian_start == "differences":
+        *_, inner, _, ok = objective.at(x)
+        r, _ = gradient_differences(objective, x, inner.eta, settings.fd_step, central=False) if ok else (None, 0)
+        if r is not None and np.all(np.isfinite(r)):
+            start = positive_inverse(r)
+        objective.at(x, eta=inner.eta)  # the warm start back at x
+    if loose:
+        # Phase 1: loose modes on the way (OuterSettings.search_inner_decrement).
+        search = bfgs(objective, x, settings, callback, start)
+        start = objective.inverse_hessian if objective.inverse_hessian is not None else start
         log.debug("search with loose modes: %s after %d iterations", search.message, search.iterations)
         x, iterations = search.x, search.iterations
         objective.decrement, objective.last = settings.inner_decrement, None  # re-find every mode tightly
     # Phase 2 (or the only one): the modes to inner_decrement; this search's verdict is the fit's.
     # max_iterations counts both phases (with none left it still evaluates x and judges it).
     result = bfgs(objective, x, dataclasses.replace(settings, max_iterations=settings.max_iterations - iterations),
-                  callback)
+                  callback, start)
     result.iterations += iterations
     x, total, grad, ofv, inner, h, ok = objective.at(result.x)
     gradient = grad.sum(axis=0)
@@ -368,28 +390,47 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
     return out
 
 
+def gradient_differences(objective, x, eta, fd_step, *, central: bool):
+    """``(R, None)``: ∇²OFV at ``x`` by differences of the exact gradient (central, or forward
+    from the gradient at ``x``, ``objective.last``), symmetrised; ``(None, j)`` where the
+    objective is not finite along element j. ``eta``: the modes at ``x``."""
+    p = x.size
+    r = np.zeros((p, p))
+    # Each point's modes start from those at x moved by dη̂/dx (off by O(h²), not O(h)):
+    # most patients are then converged at the first solve.
+    sensitivity = objective.sensitivity if np.array_equal(objective.eta_x, x) else None
+    base = objective.last[2].sum(axis=0) if not central else None
+    for j in range(p):
+        step = np.zeros(p)
+        step[j] = fd_step
+        grads = []
+        for sign in (1.0, -1.0) if central else (1.0,):
+            start = eta
+            if sensitivity is not None:
+                start = eta + predicted_shift(objective.problem, x + sign * step, x, sensitivity)
+            _, total, grad, _, _, _, ok = objective.at(x + sign * step, eta=start)
+            if not ok:
+                return None, j
+            grads.append(grad.sum(axis=0))
+        r[:, j] = (grads[0] - grads[1]) / (2.0 * fd_step) if central else (grads[0] - base) / fd_step
+    return 0.5 * (r + r.T), None
+
+
+def positive_inverse(r) -> np.ndarray:
+    """R⁻¹ with R's eigenvalues replaced by their magnitudes, floored at 1e-8 of the largest:
+    a Newton-like start for BFGS where R, far from the optimum, is not positive definite."""
+    values, vectors = np.linalg.eigh(0.5 * (r + r.T))
+    values = np.maximum(np.abs(values), 1e-8 * np.max(np.abs(values)))
+    return (vectors / values) @ vectors.T
+
+
 def covariance_step(objective, result: OuterResult, settings: OuterSettings) -> CovarianceStep:
     """R by central differences of the exact gradient, S from the per-patient gradients."""
     x = result.x
-    p = x.size
-    r = np.zeros((p, p))
-    # Each point's modes start from the estimate's moved by dη̂/dx (off by O(h²), not O(h)):
-    # most patients are then converged at the first solve.
-    sensitivity = objective.sensitivity if np.array_equal(objective.eta_x, x) else None
-    for j in range(p):
-        step = np.zeros(p)
-        step[j] = settings.fd_step
-        grads = []
-        for sign in (1.0, -1.0):
-            start = result.eta
-            if sensitivity is not None:
-                start = result.eta + predicted_shift(objective.problem, x + sign * step, x, sensitivity)
-            _, total, grad, _, _, _, ok = objective.at(x + sign * step, eta=start)
-            if not ok:
-                return CovarianceStep(False, f"R matrix: the objective is not finite at x ± h along "
-                                             f"element {j} (an ODE solve failed)", kind=settings.covariance)
-            grads.append(grad.sum(axis=0))
-        r[:, j] = (grads[0] - grads[1]) / (2.0 * settings.fd_step)
+    r, failed = gradient_differences(objective, x, result.eta, settings.fd_step, central=True)
+    if r is None:
+        return CovarianceStep(False, f"R matrix: the objective is not finite at x ± h along "
+                                     f"element {failed} (an ODE solve failed)", kind=settings.covariance)
     r = 0.5 * (r + r.T)
     s = result.patient_gradient.T @ result.patient_gradient
     eigenvalues = np.linalg.eigvalsh(r)

@@ -34,7 +34,8 @@ Format (paths are relative to the recipe file)::
     [svi]    # guide ("meanfield" or "lowrank"), rank, steps, learning_rate, draws
     [map]    # steps, learning_rate (the posterior mode: a start for NUTS, not an estimator of Omega)
     [focei]  # FOCE-I and Laplace: max_iterations, gtol, inner_tol, inner_decrement, search_inner_decrement, inner_noise,
-             # inner_iterations, covariance ("sandwich", "r", "none"), fd_step, max_step, ftol, se_tol, draws, sir,
+             # inner_iterations, covariance ("sandwich", "r", "none"), fd_step, max_step, ftol, se_tol,
+             # hessian_start ("bhhh", "differences"), draws, sir,
              # sir_samples, sir_resamples
 """
 
@@ -52,6 +53,7 @@ from ..structural.solver_config import ORAL_DOSES
 
 METHODS = ("nuts", "svi", "map", "focei", "laplace")
 COVARIANCE_KINDS = ("sandwich", "r", "none")
+HESSIAN_STARTS = ("bhhh", "differences")
 NUTS_INITS = ("median", "map", "svi")
 SVI_GUIDES = ("meanfield", "lowrank")
 SOLVER_KEYS = ("solver", "rtol", "atol", "max_steps", "oral_doses")
@@ -110,6 +112,8 @@ class FoceiSettings:
     ``max_step``: longest BFGS step in any unconstrained parameter (log units); ``ftol``: the
     search stops, not converged, when the OFV changed by less than this (relative) in each of
     three iterations;
+    ``hessian_start``: BFGS's first inverse Hessian, ``bhhh`` or ``differences`` (of the exact
+    gradient at the start: p more evaluations, for a start far from the optimum);
     ``draws``: parameter draws from the asymptotic normal of the estimate, for simulation;
     ``sir``: instead, ``sir_resamples`` draws by sampling importance resampling of
     ``sir_samples`` proposals from that normal (PsN's ``sir``; one OFV per proposal)."""
@@ -126,6 +130,7 @@ class FoceiSettings:
     max_step: float = 1.0
     ftol: float = 1e-10
     se_tol: float = 0.01
+    hessian_start: str = "bhhh"
     draws: int = 200
     sir: bool = False
     sir_samples: int = 1000
@@ -518,6 +523,8 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
     focei = _settings(problems, FoceiSettings, data.get("focei", {}), "focei")
     if focei.covariance not in COVARIANCE_KINDS:
         problems.add("focei.covariance", repr(focei.covariance), " or ".join(COVARIANCE_KINDS), "choose one")
+    if focei.hessian_start not in HESSIAN_STARTS:
+        problems.add("focei.hessian_start", repr(focei.hessian_start), " or ".join(HESSIAN_STARTS), "choose one")
     if not 0 < nuts.target_accept < 1:
         problems.add("nuts.target_accept", repr(nuts.target_accept), "a probability in (0, 1)", "use e.g. 0.85")
     if nuts.init not in NUTS_INITS:
