@@ -214,7 +214,7 @@ def parse_options(args=None) -> argparse.Namespace:
     parser.add_argument("--covariance", choices=("sandwich", "r", "none"), default="sandwich")
     parser.add_argument("--focei-draws", type=int, default=200)
     parser.add_argument("--rtol", type=float, default=1e-6, help="FOCE-I/Laplace solver rtol (atol = rtol/1000)")
-    parser.add_argument("--hessian-start", choices=("bhhh", "differences"), default="bhhh",
+    parser.add_argument("--hessian-start", choices=("bhhh", "differences"), default="differences",
                         help="FOCE-I/Laplace: BFGS's first inverse Hessian ([focei] hessian_start)")
     parser.add_argument("--oral-doses", choices=("exact", "averaged"), default="exact",
                         help="FOCE-I/Laplace: iguratimod's doses one by one, or as their mean rate (model option)")

@@ -366,7 +366,8 @@ def test_a_hessian_start_from_differences_moves_sigma_where_bhhh_does_not(linear
     where it is (the defect that held the 120-patient ITP fit's σ in place for six
     iterations); differences of the exact gradient measure the curvature itself. Measured:
     the first step moves log σ 40% of the way to the maximum from differences, 1.6% by BHHH.
-    (From other starts BHHH's first step is as good or better: ``"bhhh"`` stays the default.)"""
+    (From other starts BHHH's first step is as good or better; BFGS converges from both, and
+    ``"differences"`` is the default for the ITP fit's sake, at p more evaluations.)"""
     from itp_pd.estimation.outer import _Objective
 
     problem, data = _linear_problem("focei"), _data(linear_data)

@@ -79,7 +79,9 @@ class OuterSettings:
             scores, true near the optimum only: at the 120-patient ITP trial's start every
             patient's score in log σ had the same sign (mean −64, against ~14 expected), so
             S/2 overstated σ's curvature about a hundredfold and BFGS moved σ by 0.007 in six
-            iterations while its gradient stayed at −7,700.
+            iterations while its gradient stayed at −7,700 (from differences, the default:
+            OFV 19,883 → 17,986 in 8 iterations; PK example: the same estimate, 28 evaluations
+            against BHHH's 23).
     """
 
     max_iterations: int = 200
@@ -94,7 +96,7 @@ class OuterSettings:
     max_step: float = 1.0
     ftol: float = 1e-10
     se_tol: float = 0.01
-    hessian_start: str = "bhhh"
+    hessian_start: str = "differences"
 
 
 @dataclass

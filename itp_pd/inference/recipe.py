@@ -112,8 +112,9 @@ class FoceiSettings:
     ``max_step``: longest BFGS step in any unconstrained parameter (log units); ``ftol``: the
     search stops, not converged, when the OFV changed by less than this (relative) in each of
     three iterations;
-    ``hessian_start``: BFGS's first inverse Hessian, ``bhhh`` or ``differences`` (of the exact
-    gradient at the start: p more evaluations, for a start far from the optimum);
+    ``hessian_start``: BFGS's first inverse Hessian, ``differences`` (of the exact gradient at
+    the start: p more evaluations; the default) or ``bhhh`` (from the patients' scores, right
+    only near the optimum);
     ``draws``: parameter draws from the asymptotic normal of the estimate, for simulation;
     ``sir``: instead, ``sir_resamples`` draws by sampling importance resampling of
     ``sir_samples`` proposals from that normal (PsN's ``sir``; one OFV per proposal)."""
@@ -130,7 +131,7 @@ class FoceiSettings:
     max_step: float = 1.0
     ftol: float = 1e-10
     se_tol: float = 0.01
-    hessian_start: str = "bhhh"
+    hessian_start: str = "differences"
     draws: int = 200
     sir: bool = False
     sir_samples: int = 1000
