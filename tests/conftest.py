@@ -21,3 +21,23 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 os.environ["ITP_PD_COMPILATION_CACHE"] = _CACHE  # the CLI's and subprocesses' cache too
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+import gc  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every in-memory compiled program after each test module.
+
+    Each XLA:CPU executable holds several memory maps, and the fast suite compiles thousands
+    of them (new shapes, new static arguments per model and dataset). Kept for the whole
+    session they passed Linux's default limit of 65,530 maps per process near the end of
+    the suite, and the compiler then crashed with a segmentation fault (measured: 44,000
+    maps at two thirds of the suite). Programs a later module needs again come back from
+    the persistent cache above.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
