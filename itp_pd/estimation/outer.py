@@ -205,6 +205,16 @@ class _Objective:
     def restore(self, warm_start):
         self.eta, self.eta_x, self.sensitivity = warm_start
 
+    def keep(self):
+        """Where the search stands (the warm start and the last evaluation), for ``back``."""
+        return self.warm_start(), self.last
+
+    def back(self, kept):
+        """Return to ``kept`` after evaluations elsewhere (trial points, differences) without
+        evaluating its point again: its result is ``self.last`` once more."""
+        warm, self.last = kept
+        self.restore(warm)
+
 
 def bhhh_inverse(patient_gradients) -> np.ndarray:
     """The start of BFGS's inverse Hessian: (S/2)⁻¹, S = Σᵢ sᵢsᵢᵀ of the patients' gradients
@@ -257,9 +267,8 @@ def bfgs(objective, x0, settings: OuterSettings, callback=None, inverse_hessian=
     g = patient_gradients.sum(axis=0)
     h = bhhh_inverse(patient_gradients) if inverse_hessian is None else np.asarray(inverse_hessian, dtype=float)
     small_changes = 0
-    distance = newton_distance(g, patient_gradients, h)  # judged below when no iteration is left
+    distance = newton_distance(g, patient_gradients, h)  # at x: kept up to date at each step below
     for iteration in range(1, settings.max_iterations + 1):
-        distance = newton_distance(g, patient_gradients, h)
         if np.max(np.abs(g)) < settings.gtol:
             return _Search(x, iteration - 1, True, "gradient criterion met", distance)
         if distance < settings.se_tol:
@@ -271,9 +280,9 @@ def bfgs(objective, x0, settings: OuterSettings, callback=None, inverse_hessian=
             direction = -h @ g
         slope = float(g @ direction)
         alpha = min(1.0, settings.max_step / float(np.max(np.abs(direction))))
-        warm = objective.warm_start()
+        here = objective.keep()
         while True:
-            objective.restore(warm)
+            objective.back(here)
             _, f_trial, trial_gradients, _, inner, _, ok = objective.at(x + alpha * direction)
             # A patient whose mode was not found has no valid gradient (its implicit
             # derivative is taken at a point that is not a mode): such a point is not taken.
@@ -287,8 +296,7 @@ def bfgs(objective, x0, settings: OuterSettings, callback=None, inverse_hessian=
                 shrink = float(np.clip(-slope * alpha / (2.0 * (f_trial - f - slope * alpha)), 0.1, 0.5))
             alpha *= shrink
             if alpha * float(np.max(np.abs(direction))) < 1e-10:
-                objective.restore(warm)
-                objective.at(x)
+                objective.back(here)
                 return _Search(x, iteration - 1, False, "the line search could not lower the OFV "
                                                         "(the gradient is not a descent direction at the "
                                                         "objective's precision)", distance)
@@ -341,10 +349,11 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
     start = None
     if settings.hessian_start == "differences":
         *_, inner, _, ok = objective.at(x)
+        here = objective.keep()
         r, _ = gradient_differences(objective, x, inner.eta, settings.fd_step, central=False) if ok else (None, 0)
         if r is not None and np.all(np.isfinite(r)):
             start = positive_inverse(r)
-        objective.at(x, eta=inner.eta)  # the warm start back at x
+        objective.back(here)  # BFGS starts from x's evaluation, not a repeat of it
     if loose:
         # Phase 1: loose modes on the way (OuterSettings.search_inner_decrement).
         search = bfgs(objective, x, settings, callback, start)
@@ -385,7 +394,6 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
                       newton_distance=float(result.distance))
     if settings.covariance != "none" and ok:
         out.covariance = covariance_step(objective, out, settings)
-        objective.at(x, eta=inner.eta)  # leave the warm start at the estimate
     out.run_s = time.perf_counter() - started
     out.evaluations = objective.evaluations
     out.solves = objective.solves
