@@ -96,7 +96,7 @@ def bootstrap(replicates: int, steps: int, *, seed: int, patients: int = 120) ->
     from itp_pd.inference.fit import recipe_spec, recipe_structural
     from itp_pd.stats import build_model
 
-    spec, dataset, _ = simulated_trial(patients, seed)
+    spec, dataset, _ = simulated_trial(patients, seed, iiv="all")  # as its recorded runs
     recipe = FitRecipe(name="bootstrap", method="map", seed=seed, data_path=None, data_sha256=None,
                        spec_path=spec.path, estimate=ESTIMATED, random_effects=RANDOM_EFFECTS, solver=FIT_SOLVER)
     spec = recipe_spec(recipe, spec)
