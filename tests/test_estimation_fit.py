@@ -140,3 +140,27 @@ def test_a_patient_whose_hessian_is_not_positive_definite_gets_unknown_sds_not_a
     covariances = conditional_covariances(h)
     np.testing.assert_allclose(covariances[0], np.eye(2) / 4)
     assert np.isnan(covariances[1:]).all()  # singular, not finite, indefinite
+
+
+def test_a_variance_at_its_boundary_fails_the_covariance_step_naming_the_random_effect():
+    # Measured on the simulated 120-patient ITP trial (benchmarks/fit.py): FOCE-I converged with
+    # omega_KB at 5e-23 and a covariance step "ok" whose SE for omega2_KB was 1e-45.
+    from itp_pd.estimation.outer import CovarianceStep
+    from itp_pd.estimation.population_fit import judge_boundary, variances_at_boundary
+
+    natural = {"pop_KB": 0.04, "omega_PLT0": 0.33, "omega_KB": 5e-23, "omega_FL": 0.0143, "sigma_PLT": 0.2}
+    boundary = variances_at_boundary(natural)
+    assert boundary == {"omega_KB": 5e-23}  # 0.0143 is above the 0.01 floor: kept
+    ok = CovarianceStep(True, "ok", covariance=np.eye(5), condition_number=30.0, r_min_eigenvalue=1e-8)
+    judged = judge_boundary(ok, boundary)
+    assert not judged.ok and judged.covariance is None
+    assert "omega2_KB" in judged.message and "random_effects" in judged.message
+    assert judged.condition_number == 30.0  # what was measured is kept
+    assert judge_boundary(ok, {}) is ok
+    failed = CovarianceStep(False, "R matrix is not positive definite")
+    assert judge_boundary(failed, boundary) is failed  # the first reason stays
+
+
+def test_the_pk_example_has_no_variance_at_its_boundary(pk_fit):
+    assert pk_fit.summary["variances_at_boundary"] == {}
+    assert pk_fit.ok and pk_fit.summary["covariance_step"]["ok"]

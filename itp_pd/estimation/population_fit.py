@@ -10,6 +10,7 @@ of observations), both from the OFV with the constant.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -194,6 +195,32 @@ def residuals_table(setup: ModelProblem, outer: OuterResult, population, dataset
     })
 
 
+# An IIV sd below this on the η scale (1% CV for a log-normal parameter) is a variance at its
+# boundary, 0: the data do not support that random effect (NONMEM: "PARAMETER ESTIMATE IS NEAR
+# ITS BOUNDARY"). Its SE from the delta method is then meaningless, and so is the covariance step.
+BOUNDARY_SD = 0.01
+
+
+def variances_at_boundary(natural: dict, floor_sd: float = BOUNDARY_SD) -> dict:
+    """``{name: sd}`` of the estimated IIV sds (``omega_<P>`` of ``parameters.natural``) below
+    ``floor_sd``."""
+    return {name: float(value) for name, value in natural.items()
+            if name.startswith("omega_") and float(value) < floor_sd}
+
+
+def judge_boundary(covariance, boundary: dict):
+    """The covariance step as reported: failed, naming the random effects, when a variance is at
+    its boundary (``variances_at_boundary``); unchanged otherwise."""
+    if covariance is None or not covariance.ok or not boundary:
+        return covariance
+    names = ", ".join(f"omega2_{n[len('omega_'):]} (sd {sd:.2g})" for n, sd in boundary.items())
+    etas = [n[len("omega_"):] for n in boundary]
+    return dataclasses.replace(
+        covariance, ok=False, covariance=None,
+        message=f"not valid: {names} at the boundary 0 (sd < {BOUNDARY_SD:g}): the data do not support "
+                f"the random effect of {etas}; take it out of [model] random_effects and fit again")
+
+
 def fit_population(model, observed, population, dataset, *, method: str = "focei",
                    settings: OuterSettings = OuterSettings(), progress=None) -> PopulationFit:
     """FOCE-I or Laplace fit of ``model`` (``build_model``) to its data, from the spec's start.
@@ -216,6 +243,8 @@ def fit_population(model, observed, population, dataset, *, method: str = "focei
         ids = [population.ids[i] for i in np.flatnonzero(bad)[:10]]
         outer.message += (f"; OFV or its gradient is not finite for {int(bad.sum())} patient(s): ID {ids}"
                           f"{' ...' if bad.sum() > 10 else ''}")
+    boundary = variances_at_boundary(setup.parameters.natural(outer.x))
+    outer.covariance = judge_boundary(outer.covariance, boundary)
     n_obs = int(np.asarray(setup.data.is_data).sum())
     p = len(x0)
     constant = ofv_constant(setup.data)
@@ -235,7 +264,9 @@ def fit_population(model, observed, population, dataset, *, method: str = "focei
         "aic": outer.ofv + constant + 2 * p,
         "bic": outer.ofv + constant + p * math.log(n_obs),
         "converged": bool(outer.converged),
-        "convergence_message": outer.message,
+        "convergence_message": outer.message + (
+            f"; but the covariance step failed ({cov.message})" if outer.converged and cov is not None and not cov.ok
+            else ""),
         "max_abs_gradient": float(np.max(np.abs(outer.gradient))) if outer.gradient.size else 0.0,
         # The optimum's distance from the estimate in its standard errors (outer.newton_distance).
         "newton_distance_se": outer.newton_distance if np.isfinite(outer.newton_distance) else None,
@@ -253,6 +284,7 @@ def fit_population(model, observed, population, dataset, *, method: str = "focei
             "condition_number": correlation_condition,
             "r_min_eigenvalue": cov.r_min_eigenvalue if cov is not None else None,
         },
+        "variances_at_boundary": {"omega2_" + n[len("omega_"):]: sd**2 for n, sd in boundary.items()},
         "eta_shrinkage_pct": shrinkage(setup, outer),
         "run_s": round(outer.run_s, 3),
     }
