@@ -61,7 +61,7 @@ def simulated_trial(n_patients: int, seed: int, iiv: str = "fitted"):
     at its typical value, so the fitted model is the one that made the data and the estimates
     can be judged against the truth; ``"all"``: every IIV of the spec (11 parameters), which
     the fit's three random effects cannot represent (a misspecified fit: measured, FOCE-I
-    moved 1,900 OFV units from the truth towards KB 5.6/day, omega_KB 3.2, IMAX_PC ~1)."""
+    went from the prior medians towards KB 5.6/day, omega_KB 3.2, IMAX_PC ~1)."""
     from itp_pd.spec import load_spec
     from itp_pd.structural import model_from_spec
     from itp_pd.trial.calibration import load_calibration
