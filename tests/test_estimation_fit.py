@@ -161,6 +161,32 @@ def test_a_variance_at_its_boundary_fails_the_covariance_step_naming_the_random_
     assert judge_boundary(failed, boundary) is failed  # the first reason stays
 
 
+def test_an_indefinite_r_names_the_estimate_along_its_flattest_direction():
+    # Measured on the 120-patient ITP trial with a random effect on FT: logit IMAX_PC went to
+    # -28.6 and R's smallest eigenvalue was -1e-13; the message named no parameter.
+    from itp_pd.estimation.outer import CovarianceStep
+    from itp_pd.estimation.population_fit import name_flat_direction
+
+    r = np.diag([4.0, 3.0, 2.0])
+    r[1, 1] = -1e-13  # flat along the second element only
+    names = ["pop_PLT0", "pop_IMAX_PC", "sigma_PLT"]
+    failed = CovarianceStep(False, "R matrix is not positive definite (smallest eigenvalue -1e-13)", r=r,
+                            r_min_eigenvalue=-1e-13)
+    named = name_flat_direction(failed, names, np.array([2.7, -28.6, -1.6]))
+    assert not named.ok and named.message.startswith(failed.message)
+    assert "pop_IMAX_PC (unconstrained -28.6, weight 1.00)" in named.message
+    assert "pop_PLT0" not in named.message and "sigma_PLT" not in named.message
+    # A flat direction shared by two estimates (0.6, 0.8, 0) names both, the heavier first.
+    rotation = np.array([[0.6, -0.8, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])
+    turned = rotation @ np.diag([-1e-13, 3.0, 2.0]) @ rotation.T
+    both = name_flat_direction(dataclasses.replace(failed, r=turned), names, np.zeros(3)).message
+    assert both.index("pop_IMAX_PC (unconstrained 0, weight 0.80)") < both.index("pop_PLT0 (unconstrained 0, "
+                                                                                  "weight 0.60)")
+    assert "sigma_PLT" not in both
+    ok = CovarianceStep(True, "ok", r=np.eye(3), r_min_eigenvalue=1.0)
+    assert name_flat_direction(ok, names, np.zeros(3)) is ok
+
+
 def test_the_pk_example_has_no_variance_at_its_boundary(pk_fit):
     assert pk_fit.summary["variances_at_boundary"] == {}
     assert pk_fit.ok and pk_fit.summary["covariance_step"]["ok"]

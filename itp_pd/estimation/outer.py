@@ -383,8 +383,9 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
         message = (f"the random-effect mode of {int((~inner.converged).sum())} patient(s) did not converge "
                    f"(largest |dJ/deta| {float(inner.gradient.max()):.3g} > {settings.inner_tol:g})")
     elif converged:
-        message = (f"converged: max |dOFV/dx| = {gmax:.3g} (gtol {settings.gtol:g}), the optimum "
-                   f"{result.distance:.2g} standard errors away (se_tol {settings.se_tol:g}); {result.message}")
+        met_by = "the gradient criterion" if gmax < settings.gtol else "the standard-error criterion"
+        message = (f"converged ({met_by}): max |dOFV/dx| = {gmax:.3g} (gtol {settings.gtol:g}), the optimum "
+                   f"{result.distance:.2g} standard errors away (se_tol {settings.se_tol:g})")
     else:
         message = (f"not converged: max |dOFV/dx| = {gmax:.3g} > gtol {settings.gtol:g} and the optimum "
                    f"{result.distance:.2g} standard errors away > se_tol {settings.se_tol:g}; {result.message}")

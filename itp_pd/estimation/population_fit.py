@@ -221,6 +221,25 @@ def judge_boundary(covariance, boundary: dict):
                 f"the random effect of {etas}; take it out of [model] random_effects and fit again")
 
 
+def name_flat_direction(covariance, names: list[str], x) -> object:
+    """The covariance step as reported: where R is not positive definite, its message names the
+    estimates along R's flattest direction (eigenvector of its smallest eigenvalue, the
+    elements of magnitude ≥ 0.3) with their values on the unconstrained scale, so that the
+    user sees which parameter the data do not inform (measured on the 120-patient ITP trial
+    with a random effect on FT: logit IMAX_PC at -28.6, IMAX_PC 4e-13); unchanged otherwise."""
+    if covariance is None or covariance.ok or covariance.r is None or covariance.r_min_eigenvalue is None \
+            or covariance.r_min_eigenvalue > 0:
+        return covariance
+    _, vectors = np.linalg.eigh(covariance.r)
+    weakest = vectors[:, 0]
+    order = [j for j in np.argsort(-np.abs(weakest)) if abs(weakest[j]) >= 0.3]
+    listed = ", ".join(f"{names[j]} (unconstrained {float(x[j]):.3g}, weight {abs(float(weakest[j])):.2f})"
+                       for j in order)
+    return dataclasses.replace(covariance, message=f"{covariance.message}; R's flattest direction is mostly "
+                                                   f"{listed}: a value far out on its scale (e.g. a logit "
+                                                   "below -10) is a parameter at a bound of its range")
+
+
 def fit_population(model, observed, population, dataset, *, method: str = "focei",
                    settings: OuterSettings = OuterSettings(), progress=None) -> PopulationFit:
     """FOCE-I or Laplace fit of ``model`` (``build_model``) to its data, from the spec's start.
@@ -245,6 +264,7 @@ def fit_population(model, observed, population, dataset, *, method: str = "focei
                           f"{' ...' if bad.sum() > 10 else ''}")
     boundary = variances_at_boundary(setup.parameters.natural(outer.x))
     outer.covariance = judge_boundary(outer.covariance, boundary)
+    outer.covariance = name_flat_direction(outer.covariance, setup.parameters.names, outer.x)
     n_obs = int(np.asarray(setup.data.is_data).sum())
     p = len(x0)
     constant = ofv_constant(setup.data)
