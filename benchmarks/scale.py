@@ -89,19 +89,21 @@ def bootstrap(replicates: int, steps: int, *, seed: int, patients: int = 120) ->
     """Packed against one-by-one MAP refits of bootstrap replicates of the ``patients``-patient
     dataset (120: the fit benchmark's)."""
     import numpy as np
-    from fit import ESTIMATED, FIT_SOLVER, RANDOM_EFFECTS, simulated_trial
+    from fit import FIT_SOLVER, simulated_trial
 
     from itp_pd.inference import FitRecipe, MapSettings
     from itp_pd.inference.bootstrap import bootstrap_indices, fit_map_one_by_one, fit_map_packed, resample_patients
     from itp_pd.inference.fit import recipe_spec, recipe_structural
     from itp_pd.stats import build_model
 
-    spec, dataset, _ = simulated_trial(patients, seed, iiv="all")  # as its recorded runs
+    # The design of its recorded runs (the fit benchmark's until it moved to PLT0 and FT).
+    estimate, random_effects = ("PLT0", "FL", "KB", "IMAX_PC"), ("PLT0", "FL", "KB")
+    spec, dataset, _ = simulated_trial(patients, seed, iiv="all")
     recipe = FitRecipe(name="bootstrap", method="map", seed=seed, data_path=None, data_sha256=None,
-                       spec_path=spec.path, estimate=ESTIMATED, random_effects=RANDOM_EFFECTS, solver=FIT_SOLVER)
+                       spec_path=spec.path, estimate=estimate, random_effects=random_effects, solver=FIT_SOLVER)
     spec = recipe_spec(recipe, spec)
     model, _, observed = build_model(spec, dataset, structural=recipe_structural(recipe, spec),
-                                     random_effects=RANDOM_EFFECTS)
+                                     random_effects=random_effects)
     settings = MapSettings(steps=steps, learning_rate=0.02)
     key_indices, key_start = jax.random.split(jax.random.PRNGKey(seed))
     data, obs = resample_patients(model.data, observed.value, bootstrap_indices(model.n_patients, replicates,

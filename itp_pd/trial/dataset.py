@@ -18,7 +18,7 @@ from ..dosing import population_records
 from ..engine import population_from_dataset, simulate_population
 from ..errors import SolverError
 from .measurement import simulate_measurements
-from .virtual_population import sample_patients
+from .virtual_population import ENTRY_PLATELETS, sample_patients
 
 
 def simulate_trial_dataset(
@@ -33,6 +33,7 @@ def simulate_trial_dataset(
     typical: Mapping[str, float] | None = None,
     omega: Mapping[str, float] | None = None,
     expand_doses: bool = True,
+    entry_platelets: float | None = ENTRY_PLATELETS,
 ) -> tuple[Dataset, dict[str, np.ndarray]]:
     """A measured trial: ``n_per_arm`` patients on each arm, sampled at ``visits``.
 
@@ -51,6 +52,9 @@ def simulate_trial_dataset(
         typical, omega: overrides of population values and IIV sds (as ``sample_patients``).
         expand_doses: one row per dose (True), or each repeated dose as one row with ADDL/II
             (False: 26 weeks of twice-daily iguratimod is 1 row, not 364).
+        entry_platelets: eligibility limit of the baseline count (10⁹/L, NCT07057778: 30);
+            None: no limit, so PLT0 is exactly the spec's log-normal (a limit truncates it,
+            which a model with log-normal IIV does not describe).
 
     Returns:
         ``(dataset, truth)``: the checked dataset (internal units) and each patient's true
@@ -60,7 +64,8 @@ def simulate_trial_dataset(
         SolverError: a simulated patient could not be solved (the data would be incomplete).
     """
     n_patients = n_per_arm * len(arms)
-    params, bsa = sample_patients(spec, n_patients, seed=seed, typical=typical, omega=omega)
+    params, bsa = sample_patients(spec, n_patients, seed=seed, typical=typical, omega=omega,
+                                  entry_platelets=entry_platelets)
     dvids = tuple(model.outputs.index(name) + 1 for name in outputs)
     tables = []
     for index, arm in enumerate(arms.values()):
