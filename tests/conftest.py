@@ -10,7 +10,9 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # Compiled programs shared between tests through JAX's persistent cache, in a folder of this
 # session's own (so no run depends on an earlier one): many tests build the same model and
-# data shapes, and the ITP model's programs take 10-20 s each to compile.
+# data shapes, and the ITP model's programs take 10-20 s each to compile. Each pytest-xdist
+# worker imports this file and so has a folder of its own: two processes never write the
+# same cache entry while the other reads it.
 import atexit  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
