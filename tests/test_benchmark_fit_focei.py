@@ -33,7 +33,7 @@ def test_fit_benchmark_focei_tiny(tmp_path):
 def test_focei_recovers_the_simulated_120_patient_itp_trial(tmp_path):
     # Issue 15's recovery check: every estimated population parameter within 2 SE of the truth
     # it was simulated from, on a converged fit with a successful covariance step (the
-    # benchmark's protocol, once; measured 356 s on a 2-core CPU: benchmarks/results/fit_focei.json).
+    # benchmark's protocol, once; 278-356 s measured on a 2-core CPU: benchmarks/results/fit_focei.json).
     spec = importlib.util.spec_from_file_location("fit_benchmark", ROOT / "benchmarks" / "fit.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
