@@ -96,7 +96,7 @@ def bootstrap(replicates: int, steps: int, *, seed: int, patients: int = 120) ->
     from itp_pd.inference.fit import recipe_spec, recipe_structural
     from itp_pd.stats import build_model
 
-    # The design of its recorded runs (the fit benchmark's until it moved to PLT0 and FT).
+    # The design of its recorded runs (the fit benchmark's until it moved to PLT0 and KB with B cells).
     estimate, random_effects = ("PLT0", "FL", "KB", "IMAX_PC"), ("PLT0", "FL", "KB")
     spec, dataset, _ = simulated_trial(patients, seed, iiv="all")
     recipe = FitRecipe(name="bootstrap", method="map", seed=seed, data_path=None, data_sha256=None,

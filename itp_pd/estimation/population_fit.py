@@ -221,7 +221,7 @@ def judge_boundary(covariance, boundary: dict):
                 f"the random effect of {etas}; take it out of [model] random_effects and fit again")
 
 
-def name_flat_direction(covariance, names: list[str], x) -> object:
+def name_flat_direction(covariance, names: list[str], x):
     """The covariance step as reported: where R is not positive definite, its message names the
     estimates along R's flattest direction (eigenvector of its smallest eigenvalue, the
     elements of magnitude ≥ 0.3) with their values on the unconstrained scale, so that the
