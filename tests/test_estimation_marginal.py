@@ -97,6 +97,9 @@ def test_the_standard_error_criterion_stops_within_se_tol_of_the_maximum(linear_
     exact = scipy.optimize.minimize(_linear_exact_ofv, x0, args=(linear_data,), method="BFGS",
                                     options={"gtol": 1e-9})
     assert result.converged and "standard errors away" in result.message, result.message
+    # The message names the criterion it met, once (it used to repeat the se_tol clause).
+    assert result.message.startswith("converged (the standard-error criterion)"), result.message
+    assert result.message.count("standard errors away") == 1, result.message
     assert result.newton_distance < 0.01
     delta = result.x - exact.x
     z = float(np.sqrt(0.5 * delta @ result.covariance.r @ delta))
