@@ -86,6 +86,16 @@ def test_cli_focei_fit_folder_and_non_convergence_exit_code(tmp_path, capsys):
         assert (out / name).is_file(), name
     estimates = pd.read_csv(out / "estimates.csv")
     assert list(estimates.columns[:5]) == ["parameter", "estimate", "se", "rse_pct", "lower95"]
+    # Its report presents a maximum-likelihood fit as one: OFV, covariance step, estimates.csv
+    # as the convergence table; not as a MAP point with ESS columns (as it did before).
+    report = tmp_path / "report"
+    assert main(["diagnose", str(out), "--out", str(report), "--vpc-draws", "4", "--quiet"]) == 0
+    page = (report / "index.html").read_text()
+    assert "focei (maximum likelihood), 2 BFGS iterations" in page
+    assert f"OFV {diagnostics['ofv']:.4f}" in page and "covariance step (sandwich)" in page
+    assert "MAP: a single point" not in page and "Objective function value" in page
+    table = pd.read_csv(report / "convergence.csv")
+    assert list(table["parameter"]) == list(estimates["parameter"]) and "ess_bulk" not in table.columns
 
 
 def test_random_effect_without_iiv_is_refused():

@@ -3,7 +3,9 @@
 R-hat and bulk/tail ESS are ArviZ's rank-normalised ones (Vehtari et al. 2021, Bayesian
 Analysis 16:667). They measure the convergence of MCMC chains; for SVI the draws are
 independent draws from the fitted approximation (the loss trace is what shows convergence),
-and a MAP fit has a single point.
+and a MAP fit has a single point. A FOCE-I or Laplace fit (maximum likelihood) is judged by its
+own criteria (the gradient, or the distance to the optimum in standard errors), its OFV per
+iteration and its covariance step; its table is ``estimates.csv``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from .figures import pyplot, save
 
 RHAT_LIMIT = 1.01  # Vehtari et al. 2021
 ESS_LIMIT = 400  # bulk and tail ESS per parameter, ibid. (100 per chain for 4 chains)
+MAXIMUM_LIKELIHOOD = ("focei", "laplace")
 
 
 def convergence_table(fit) -> pd.DataFrame:
-    """The fit's summary table with a verdict column per population parameter."""
+    """The fit's summary table with a verdict column per population parameter; for FOCE-I and
+    Laplace, ``estimates.csv`` (estimate, SE, RSE%, 95% interval, unit)."""
+    if fit.method in MAXIMUM_LIKELIHOOD and (fit.directory / "estimates.csv").is_file():
+        return pd.read_csv(fit.directory / "estimates.csv").set_index("parameter")
     table = fit.summary.copy()
     if fit.method == "nuts":
         ok = (table["r_hat"] <= RHAT_LIMIT) & (table["ess_bulk"] >= ESS_LIMIT) & (table["ess_tail"] >= ESS_LIMIT)
@@ -31,6 +37,8 @@ def convergence_table(fit) -> pd.DataFrame:
 def convergence_facts(fit) -> list[str]:
     """One line per convergence figure, for the report's text."""
     d = fit.diagnostics
+    if d["method"] in MAXIMUM_LIKELIHOOD:
+        return _maximum_likelihood_facts(d)
     facts = [f"method: {d['method']}, {d['chains']} chain(s) × {d['draws']} draws; compile {d['compile_s']:.1f} s, "
              f"run {d['run_s']:.1f} s on {d['device']}",
              f"solver failures during the fit: {d['solver_failures']} log-density evaluations "
@@ -44,6 +52,25 @@ def convergence_facts(fit) -> list[str]:
                      f"final loss {d['final_loss']:.6g} (see the loss trace)")
     else:
         facts.append(f"MAP: a single point, no uncertainty; final loss {d['final_loss']:.6g}")
+    return facts
+
+
+def _maximum_likelihood_facts(d: dict) -> list[str]:
+    cov = d["covariance_step"]
+    facts = [f"method: {d['method']} (maximum likelihood), {d['outer_iterations']} BFGS iterations, "
+             f"{d['objective_evaluations']} objective evaluations, {d['model_solves']} batched model solves; "
+             f"run {d['run_s']:.1f} s on {d['device']}",
+             f"OFV {d['ofv']:.4f} (-2 log L without n·log 2π, as NONMEM prints; with it "
+             f"{d['ofv_with_constant']:.4f}); AIC {d['aic']:.2f}, BIC {d['bic']:.2f}; "
+             f"{d['estimated_parameters']} estimated parameters, {d['observations']} observations of "
+             f"{d['patients']} patients",
+             f"covariance step ({cov['kind']}): " + (("ok" if cov["message"] == "ok" else f"ok: {cov['message']}")
+                                                      if cov["ok"] else f"FAILED: {cov['message']}"),
+             f"patients whose inner problem (the mode of their random effects) failed: {d['inner_failures']}",
+             f"the {d['draws']} parameter draws used for simulation: {d.get('draws_from', 'not recorded')}"]
+    shrinkage = d.get("eta_shrinkage_pct") or {}
+    if shrinkage:
+        facts.append("eta-shrinkage: " + ", ".join(f"{name} {value:.1f}%" for name, value in shrinkage.items()))
     return facts
 
 
@@ -80,20 +107,27 @@ def plot_rank(fit, folder):
 
 
 def plot_losses(fit, folder):
-    """Optimisation loss per step (SVI: negative ELBO; MAP: negative log density)."""
+    """Optimisation loss per step (SVI: negative ELBO; MAP: negative log density; FOCE-I and
+    Laplace: the OFV per BFGS iteration)."""
     plt = pyplot()
     losses = fit.losses
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     steps = np.arange(1, len(losses) + 1)
+    unit = "iteration" if fit.method in MAXIMUM_LIKELIHOOD else "step"
     axes[0].plot(steps, losses, linewidth=0.8)
-    axes[0].set_xlabel("step")
-    axes[0].set_ylabel("loss")
-    axes[0].set_title("all steps", fontsize=9)
+    axes[0].set_xlabel(unit)
+    axes[0].set_ylabel("OFV (-2 log L)" if fit.method in MAXIMUM_LIKELIHOOD else "loss")
+    axes[0].set_title(f"all {unit}s", fontsize=9)
     tail = max(1, len(losses) // 2)
     axes[1].plot(steps[-tail:], losses[-tail:], linewidth=0.8)
-    axes[1].set_xlabel("step")
+    axes[1].set_xlabel(unit)
     axes[1].set_title("second half (zoomed)", fontsize=9)
     fig.tight_layout()
+    if fit.method in MAXIMUM_LIKELIHOOD:
+        return save(fig, folder, "loss.png", "Objective function value",
+                    f"The OFV after each BFGS iteration ({len(losses)}). It falls at every accepted "
+                    "iteration by construction; convergence is judged by the gradient and the step "
+                    "criteria in the banner above, not by this curve flattening.")
     what = "negative ELBO" if fit.method == "svi" else "negative log posterior density"
     third_quarter = np.median(losses[len(losses) // 2: 3 * len(losses) // 4]) if len(losses) >= 4 else np.nan
     last = np.median(losses[3 * len(losses) // 4:]) if len(losses) >= 4 else np.nan

@@ -87,10 +87,11 @@ def write_report(fit, folder: str | Path, settings: ReportSettings = ReportSetti
     sections.append(("Individual fits", [], None, [
         goodness_of_fit.plot_individual_fits(rows, band, pred, fit, folder, count=settings.patients_per_page)]))
     steps.update(1)
+    units = {o.name: o.unit for o in fit.spec.observations}
     sections.append(("Visual predictive checks", [f"arms from the dataset's ARM column: "
                                                   f"{', '.join(sorted(rows['ARM'].unique()))}"], None,
-                     [vpc.plot_vpc(rows, replicates, folder, corrected=False),
-                      vpc.plot_vpc(rows, replicates, folder, corrected=True)]))
+                     [vpc.plot_vpc(rows, replicates, folder, corrected=False, units=units),
+                      vpc.plot_vpc(rows, replicates, folder, corrected=True, units=units)]))
     steps.update(1)
 
     shrinkage = parameters.eta_shrinkage(fit)

@@ -105,8 +105,9 @@ def outside_share(stats) -> float:
     return float(np.mean(outside[drawn])) if drawn.any() else float("nan")
 
 
-def plot_vpc(rows: pd.DataFrame, replicates, folder, *, corrected: bool):
-    """VPC (or pcVPC) for every output, one column per arm; BLQ panels when there is a limit."""
+def plot_vpc(rows: pd.DataFrame, replicates, folder, *, corrected: bool, units: dict | None = None):
+    """VPC (or pcVPC) for every output, one column per arm; BLQ panels when there is a limit.
+    ``units``: output name → its unit, for the y axes."""
     plt = pyplot()
     groups = [(output, arm, part) for output, by_output in rows.groupby("output", sort=False)
               for arm, part in by_output.groupby("ARM", sort=True)]
@@ -138,7 +139,9 @@ def plot_vpc(rows: pd.DataFrame, replicates, folder, *, corrected: bool):
             ax.axhline(stats["limit"], color="C3", linestyle=":", linewidth=0.9)
         log_axis_if_positive(ax, np.concatenate([_finite(stats["simulated"]).ravel(), measured["DV"]]))
         ax.set_title(f"{output}, {arm} ({stats['n']} observations)", fontsize=9)
-        ax.set_ylabel(("prediction-corrected " if corrected else "") + output)
+        unit = (units or {}).get(output)
+        unit = None if unit in (None, "", "1") else unit  # a dimensionless output gets no "(1)"
+        ax.set_ylabel(("prediction-corrected " if corrected else "") + output + (f" ({unit})" if unit else ""))
         if has_blq:
             low = axes[o * 2 + 1, a]
             band = stats["blq_simulated"]
@@ -148,8 +151,10 @@ def plot_vpc(rows: pd.DataFrame, replicates, folder, *, corrected: bool):
             low.set_ylim(0, 1)
     for ax in axes[-1]:
         ax.set_xlabel("weeks")
-    axes[0][0].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    # Below the panels, not on them: inside, it covered a band of the data (seen in the demo's report).
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.07 / panel_rows, 1, 1))
     outside = np.nanmean(shares)
     kind = "Prediction-corrected VPC" if corrected else "Visual predictive check"
     name = "pcvpc.png" if corrected else "vpc.png"
