@@ -8,7 +8,7 @@ CD20+ B cells measured at the trial visits over one year (``trial_visits()``, 24
 ``simulated_trial`` says why. The fit estimates the typical values these data inform, PLT0
 (baseline), FL (long-lived plasma-cell share: non-response) and KB (B-cell return: relapse),
 with IIV on PLT0 and KB, and the platelets' residual sd; everything else, iguratimod's IMAX_PC
-among it (ESTIMATED says why), is fixed at its
+among it (itp_pd/demo.py says why), is fixed at its
 calibrated value. Solver for fitting: Tsit5, rtol 1e-4, atol 1e-7, at most 512 steps per segment (the counts
 carry 20% error, so 1e-4 relative solver error is immaterial, and it halves the gradient cost
 against 1e-6; see FIT_SOLVER for the step cap).
@@ -47,21 +47,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import environment, write_figures  # noqa: E402
 
-# IMAX_PC (iguratimod's inhibition of plasma-cell formation, truth 0.3) is held at its value:
-# this trial's platelets and B cells hardly inform it. Measured (FOCE-I, this design with it
-# estimated): the OFV fell only 2.4 as IMAX_PC went from 0.92 to its bound 0 (logit -22.8),
-# where R is singular; with platelets alone its SE was 0.61 at an estimate of 0.20.
-ESTIMATED = ("PLT0", "FL", "KB")
-# Random effects that the data inform: PLT0 (the baseline platelet count) and KB (the B-cell
-# turnover, which sets when B cells return after rituximab; the trial measures CD20+ B cells).
-# Measured on this trial with platelets alone (benchmarks/results/fit_focei*.json, docs):
-# random effects on FL and KB went to zero variance (omega_KB 5e-23, omega_FL 0.014 against
-# a true 0.26 and 1.43); FL's spread around a typical 0.0035 hardly moves platelets and KB's
-# shows in B cells. A random effect on FT (its calibrated logit sd is 2.9) explained each
-# patient's response so fully that IMAX_PC, the arms' difference, went to 0 (truth 0.3).
-RANDOM_EFFECTS = ("PLT0", "KB")
-# Measured outputs of the well-specified design (simulated_trial(iiv="fitted")).
-OUTPUTS = ("PLT", "BCELL")
+# The design is the demo's (itp_pd/demo.py says why each parameter is or is not estimated):
+# typical PLT0, FL and KB; random effects on PLT0 and KB; platelets and B cells measured.
+from itp_pd.demo import ESTIMATE as ESTIMATED  # noqa: E402
+from itp_pd.demo import OUTPUTS, RANDOM_EFFECTS, simulate_demo_trial, true_population_values  # noqa: E402, F401
+
 # max_steps 512 per segment: a typical patient needs < 250 between visits 4 weeks apart
 # (stability-bound steps of ~0.14 day); extreme proposals then fail in seconds instead of
 # running 4,096 steps in each of ~390 segments (measured: 3 min per NUTS iteration early in
@@ -69,16 +59,12 @@ OUTPUTS = ("PLT", "BCELL")
 FIT_SOLVER = (("atol", 1e-7), ("max_steps", 512), ("rtol", 1e-4), ("solver", "tsit5"))
 
 
-def simulated_trial(n_patients: int, seed: int, iiv: str = "fitted"):
+def simulated_trial(n_patients: int, seed: int, iiv: str = "fitted", random_effects=RANDOM_EFFECTS):
     """``(spec, dataset, truth)``: the calibrated population's trial.
 
-    ``iiv="fitted"``: the model that is fitted made the data, so its estimates can be judged
-    against the truth: the patients differ only in the fitted random effects
-    (RANDOM_EFFECTS), every other parameter at its typical value; platelets and B cells
-    (OUTPUTS) are measured at every visit; and there is no entry limit on the baseline count
-    (NCT07057778's < 30 cuts the top of PLT0's log-normal, which the model does not describe:
-    measured, typical PLT0 14.8 against 16 with the limit). ``"all"``: the earlier data, every
-    IIV of the spec (11 parameters), platelets only, the entry limit; a misspecified fit
+    ``iiv="fitted"``: the demo's trial (``itp_pd.demo.simulate_demo_trial``), which the fitted
+    model made (random effects ``random_effects``), so its estimates can be judged against the truth. ``"all"``: the earlier data,
+    every IIV of the spec (11 parameters), platelets only, the entry limit; a misspecified fit
     (measured: FOCE-I went from the prior medians towards KB 5.6/day, omega_KB 3.2, IMAX_PC ~1)."""
     from itp_pd.spec import load_spec
     from itp_pd.structural import model_from_spec
@@ -90,12 +76,11 @@ def simulated_trial(n_patients: int, seed: int, iiv: str = "fitted"):
     spec = load_spec(ROOT / "models" / "itp_v1.toml").with_values(typical, omega)
     arms = {name: arm for name, arm in nct07057778_arms().items() if name in ("control", "combination")}
     if iiv == "all":
-        design = {}
+        dataset, truth = simulate_trial_dataset(spec, model_from_spec(spec), arms, n_patients // 2, trial_visits(),
+                                                seed=seed)
     else:
-        design = {"omega": {p.name: 0.0 for p in spec.parameters if p.iiv is not None and p.name not in RANDOM_EFFECTS},
-                  "outputs": OUTPUTS, "entry_platelets": None}
-    dataset, truth = simulate_trial_dataset(spec, model_from_spec(spec), arms, n_patients // 2, trial_visits(),
-                                            seed=seed, **design)
+        dataset, truth = simulate_demo_trial(spec, arms, n_patients // 2, trial_visits(), seed=seed,
+                                             random_effects=random_effects)
     return spec, dataset, truth
 
 
@@ -104,7 +89,7 @@ def recipe(options, method):
 
     return FitRecipe(
         name="benchmark_itp", method=method, seed=options.seed, data_path=Path("<simulated>"), data_sha256=None,
-        spec_path=ROOT / "models" / "itp_v1.toml", estimate=ESTIMATED, random_effects=RANDOM_EFFECTS,
+        spec_path=ROOT / "models" / "itp_v1.toml", estimate=options.estimate, random_effects=options.random_effects,
         solver=FIT_SOLVER,
         nuts=NutsSettings(chains=options.chains, warmup=options.warmup, draws=options.draws,
                           max_tree_depth=options.max_tree_depth, init="map"),
@@ -128,7 +113,7 @@ def gradient_seconds(spec, dataset, fit_recipe, repeats, *, split: bool = True) 
 
     fitted = recipe_spec(fit_recipe, spec)
     model, _, observed = build_model(fitted, dataset, structural=recipe_structural(fit_recipe, fitted),
-                                     random_effects=RANDOM_EFFECTS)
+                                     random_effects=fit_recipe.random_effects)
     devices = len(jax.devices()) if split else 1
     if devices > 1:
         model = model.with_mesh(patient_mesh())
@@ -145,16 +130,6 @@ def gradient_seconds(spec, dataset, fit_recipe, repeats, *, split: bool = True) 
             jax.block_until_ready(gradient(values))
             times.append(time.perf_counter() - start)
     return {"s": statistics.median(times), "runs_s": times, "first_call_s": first, "devices": devices}
-
-
-def true_population(spec) -> dict:
-    """The simulated trial's population values under the names of ``estimates.csv``."""
-    truth = {f"pop_{name}": spec.parameter(name).value for name in ESTIMATED}
-    truth.update({f"omega2_{name}": spec.parameter(name).iiv.sd ** 2 for name in RANDOM_EFFECTS})
-    for o in spec.observations:
-        for field_name, value, _ in o.sigmas:
-            truth[f"sigma_{o.name}" if len(o.sigmas) == 1 else f"{field_name}_{o.name}"] = value
-    return truth
 
 
 def marginal_benchmark(options, spec, dataset) -> dict:
@@ -189,7 +164,7 @@ def marginal_benchmark(options, spec, dataset) -> dict:
         result = fit(fit_recipe, dataset=dataset, spec=spec, progress=not options.quiet)
         walls.append(time.perf_counter() - started)
     d = result.diagnostics
-    truth = true_population(spec)
+    truth = true_population_values(spec, options.estimate, options.random_effects)
     table = result.tables["estimates"].set_index("parameter")
     z = {name: abs(table.loc[name, "estimate"] - value) / table.loc[name, "se"]
          for name, value in truth.items() if name in table.index}
@@ -201,7 +176,7 @@ def marginal_benchmark(options, spec, dataset) -> dict:
         "convergence_message": d["convergence_message"], "covariance_step_ok": d["covariance_step"]["ok"],
         "covariance_step": d["covariance_step"], "max_abs_z": max(z.values()) if z else None,
         "z": z, "truth": truth, "estimates": table["estimate"].to_dict(), "se": table["se"].to_dict(),
-        "device": d["device"], "estimated": list(ESTIMATED), "random_effects": list(RANDOM_EFFECTS),
+        "device": d["device"], "estimated": list(options.estimate), "random_effects": list(options.random_effects),
         "solver": dict(fit_recipe.solver), "simulated_iiv": options.simulated_iiv, "environment": environment(),
     }
     return figures
@@ -250,6 +225,12 @@ def parse_options(args=None) -> argparse.Namespace:
     parser.add_argument("--simulated-iiv", choices=("fitted", "all"), default="fitted",
                         help="the simulated patients differ in the fitted random effects only, or in every "
                              "IIV of the spec (which the fit does not model)")
+    names = lambda text: tuple(name.strip() for name in text.split(",") if name.strip())  # noqa: E731
+    parser.add_argument("--estimate", type=names, default=ESTIMATED,
+                        help=f"typical values estimated, comma-separated (default {','.join(ESTIMATED)})")
+    parser.add_argument("--random-effects", type=names, default=RANDOM_EFFECTS,
+                        help="random effects, comma-separated; the simulated patients differ in these "
+                             f"(with --simulated-iiv fitted; default {','.join(RANDOM_EFFECTS)})")
     parser.add_argument("--cache", type=Path, default=None, help="compilation cache folder (default itp-pd's)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--log", type=Path, default=None,
@@ -265,7 +246,8 @@ def main(args=None):
     from itp_pd.inference import fit
 
     options = parse_options(args)
-    spec, dataset, truth = simulated_trial(options.patients, options.seed, options.simulated_iiv)
+    spec, dataset, truth = simulated_trial(options.patients, options.seed, options.simulated_iiv,
+                                           options.random_effects)
     if options.method != "nuts":
         out = options.out or ROOT / "benchmarks" / "results" / f"fit_{options.method}.json"
         figures = marginal_benchmark(options, spec, dataset)
@@ -279,7 +261,7 @@ def main(args=None):
     options.out = options.out or ROOT / "benchmarks" / "results" / "fit.json"
     figures = {"patients": options.patients, "chains": options.chains, "warmup": options.warmup,
                "draws": options.draws, "max_tree_depth": options.max_tree_depth,
-               "estimated": list(ESTIMATED), "random_effects": list(RANDOM_EFFECTS),
+               "estimated": list(options.estimate), "random_effects": list(options.random_effects),
                "solver": dict(FIT_SOLVER)}
     # The baseline (one device) and the default (patients split over every core), same run.
     baseline = gradient_seconds(spec, dataset, recipe(options, "svi"), options.gradient_repeats, split=False)

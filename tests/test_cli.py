@@ -137,10 +137,15 @@ def test_a_broken_recipe_is_an_input_error_listing_its_fields(tmp_path):
 @pytest.mark.slow
 def test_demo_meets_its_output_contract_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "demo"
-    tiny = ("--per-arm", 3, "--steps", 6, "--draws", 10, "--vpc-draws", 4, "--trial-draws", 2,
+    tiny = ("--per-arm", 3, "--max-iterations", 2, "--draws", 10, "--vpc-draws", 4, "--trial-draws", 2,
             "--trial-patients", 6, "--quiet")
     result = itp_pd("demo", "--out", out, *tiny)
-    assert result.returncode == 0, result.stderr
+    # Two BFGS iterations do not converge: everything is written, and the exit code says so.
+    assert result.returncode == 3, result.stderr
+    assert "NOT CONVERGED" in result.stdout and "exit code 3" in result.stderr
+    assert json.loads((out / "demo.json").read_text())["converged"] is False
+    estimates = pd.read_csv(out / "fit" / "estimates.csv")
+    assert {"pop_PLT0", "pop_FL", "pop_KB", "omega2_PLT0", "omega2_KB", "sigma_PLT"} == set(estimates["parameter"])
     page = (out / "report" / "index.html").read_text()
     assert all((out / "report" / name).is_file() for name in __import__("re").findall(r'src="([^"]+)"', page))
     assert (out / "fit" / "posterior.nc").stat().st_size > 10_000
@@ -158,24 +163,41 @@ def test_demo_meets_its_output_contract_and_refuses_to_overwrite(tmp_path):
     assert no_staging_left(tmp_path)
 
 
-def test_demo_says_not_converged_above_its_numbers(tmp_path, monkeypatch, capsys):
-    """An unconverged demo fit (100 SVI steps on the full demo) is announced before any number."""
+def demo_result(folder, converged, message):
+    import itp_pd.demo
+
+    (Path(folder) / "demo.json").write_text("{}\n")
+    estimates = pd.DataFrame({"parameter": ["pop_PLT0"], "estimate": [15.4], "se": [0.52], "rse_pct": [3.4],
+                              "lower95": [14.4], "upper95": [16.5], "unit": ["10^9/L"], "truth": [16.0]})
+    comparison = pd.DataFrame({"comparison": ["combination vs control"], "endpoint": ["overall_response"],
+                               "difference": [0.2], "lower": [0.17], "upper": [0.23], "probability_better": [1.0]})
+    timings = {"data_s": 1.0, "fit_s": 1.0, "report_s": 1.0, "trial_s": 1.0, "total_s": 4.0}
+    return itp_pd.demo.DemoResult(Path(folder), Path(folder) / "report", Path(folder) / "posterior.nc",
+                                  comparison, estimates, {"pop_PLT0": 16.0}, timings, converged, message)
+
+
+def test_demo_says_not_converged_above_its_numbers_and_exits_3(tmp_path, monkeypatch, capsys):
+    """An unconverged demo fit is announced before any number, and the exit code is 3."""
     import itp_pd.demo
     from itp_pd.cli import main
 
-    def quick(folder, settings, *, progress, say):
-        (Path(folder) / "demo.json").write_text("{}\n")
-        summary = pd.DataFrame({"mean": [0.4], "q5": [0.37], "q95": [0.42]}, index=["pop_IMAX_PC"])
-        comparison = pd.DataFrame({"comparison": ["combination vs control"], "endpoint": ["overall_response"],
-                                   "difference": [0.2], "lower": [0.17], "upper": [0.23],
-                                   "probability_better": [1.0]})
-        timings = {"data_s": 1.0, "fit_s": 1.0, "report_s": 1.0, "trial_s": 1.0, "total_s": 4.0}
-        return itp_pd.demo.DemoResult(Path(folder), Path(folder) / "report", Path(folder) / "posterior.nc",
-                                      comparison, summary, {"pop_IMAX_PC": 0.3}, timings, False,
-                                      "not converged, the loss is still falling: ...")
+    monkeypatch.setattr(itp_pd.demo, "run_demo", lambda folder, settings, *, progress, say: demo_result(
+        folder, False, "not converged: max |dOFV/dx| = 41.7 > gtol 0.001"))
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 3
+    captured = capsys.readouterr()
+    assert captured.out.index("NOT CONVERGED: not converged: max |dOFV/dx| = 41.7") < captured.out.index("pop_PLT0")
+    assert "not findings" in captured.out and "exit code 3" in captured.err
 
-    monkeypatch.setattr(itp_pd.demo, "run_demo", quick)
+
+def test_a_converged_demo_prints_its_estimates_against_the_truth_and_exits_0(tmp_path, monkeypatch, capsys):
+    import itp_pd.demo
+    from itp_pd.cli import main
+
+    monkeypatch.setattr(itp_pd.demo, "run_demo", lambda folder, settings, *, progress, say: demo_result(
+        folder, True, "converged (the gradient criterion): max |dOFV/dx| = 0.0005"))
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.index("NOT CONVERGED: not converged, the loss is still falling") < out.index("pop_IMAX_PC")
-    assert "not findings" in out
+    assert "CONVERGED (converged (the gradient criterion)" in out and "NOT CONVERGED" not in out
+    assert "1 of 1 truths inside their interval" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("pop_PLT0"))
+    assert row.split()[1:7] == ["15.4", "0.52", "3.4", "14.4", "16.5", "16"]
