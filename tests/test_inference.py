@@ -82,6 +82,13 @@ def test_recipe_problems_are_all_listed_with_the_field_and_the_fix(tmp_path):
     assert "did you mean 'chains'" in message
 
 
+def test_more_sir_resamples_than_proposals_is_refused_naming_the_field(tmp_path):
+    path = write_recipe(tmp_path)
+    path.write_text(path.read_text() + "\n[focei]\nsir = true\nsir_samples = 100\nsir_resamples = 200\n")
+    with pytest.raises(SpecError, match="focei.sir_resamples.*at most sir_samples .100."):
+        load_recipe(path)
+
+
 def test_a_dataset_changed_after_the_recipe_is_refused(tmp_path):
     path = write_recipe(tmp_path)
     data = tmp_path / "pk.csv"

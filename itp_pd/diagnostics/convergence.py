@@ -68,6 +68,11 @@ def _maximum_likelihood_facts(d: dict) -> list[str]:
                                                       if cov["ok"] else f"FAILED: {cov['message']}"),
              f"patients whose inner problem (the mode of their random effects) failed: {d['inner_failures']}",
              f"the {d['draws']} parameter draws used for simulation: {d.get('draws_from', 'not recorded')}"]
+    sir = d.get("sir")
+    if sir:  # how well the normal proposal covered the likelihood (PsN's sir)
+        facts.append(f"SIR: {sir['resamples']} resamples of {sir['samples']} proposals, importance ESS "
+                     f"{sir['ess']:.0f} of {sir['samples']} ({sir['failed']} proposals failed, weight 0); "
+                     f"{sir.get('run_s', float('nan')):.0f} s")
     shrinkage = d.get("eta_shrinkage_pct") or {}
     if shrinkage:
         facts.append("eta-shrinkage: " + ", ".join(f"{name} {value:.1f}%" for name, value in shrinkage.items()))

@@ -138,6 +138,7 @@ class OuterResult:
     covariance: CovarianceStep | None = None
     run_s: float = 0.0
     newton_distance: float = float("inf")
+    sensitivity: np.ndarray | None = None  # dη̂ᵢ/dx at x, ``(n_patients, k, p)``: warm starts near x
 
 
 def predicted_shift(problem, x, x_modes, sensitivity, max_sd: float = 1.0) -> np.ndarray:
@@ -366,7 +367,10 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
     result = bfgs(objective, x, dataclasses.replace(settings, max_iterations=settings.max_iterations - iterations),
                   callback, start)
     result.iterations += iterations
+    if not result.success and result.message.endswith("(max_iterations)"):  # the budget of both phases
+        result.message = f"{settings.max_iterations} iterations (max_iterations)"
     x, total, grad, ofv, inner, h, ok = objective.at(result.x)
+    sensitivity = objective.sensitivity if ok else None  # before the covariance step moves it
     gradient = grad.sum(axis=0)
     gmax = float(np.max(np.abs(gradient))) if gradient.size else 0.0
     inner_ok = bool(np.all(inner.converged))
@@ -392,7 +396,7 @@ def minimise(problem, data, x0, eta0, settings: OuterSettings = OuterSettings(),
     out = OuterResult(x=x, ofv=total, gradient=gradient, patient_ofv=ofv, patient_gradient=grad, eta=inner.eta,
                       half_hessian=h, inner_converged=inner.converged, converged=converged, message=message,
                       iterations=int(result.iterations), evaluations=objective.evaluations, history=history,
-                      newton_distance=float(result.distance))
+                      newton_distance=float(result.distance), sensitivity=sensitivity)
     if settings.covariance != "none" and ok:
         out.covariance = covariance_step(objective, out, settings)
     out.run_s = time.perf_counter() - started

@@ -108,6 +108,17 @@ def estimates_table(setup: ModelProblem, outer: OuterResult) -> pd.DataFrame:
     })
 
 
+def draw_intervals(setup: ModelProblem, xs: np.ndarray, level: float = 0.95) -> pd.DataFrame:
+    """``parameter, lower, upper``: the central ``level`` interval of each reported parameter
+    (natural units, as ``estimates_table``) over the unconstrained draws ``xs`` (``(n, p)``),
+    from their percentiles: the interval PsN's ``sir`` reports from its resamples."""
+    names, _ = _reported(setup.parameters, jnp.asarray(xs[0]))
+    values = np.asarray(jax.vmap(lambda x: _reported(setup.parameters, x)[1])(jnp.asarray(xs)))
+    tail = 50.0 * (1.0 - level)
+    return pd.DataFrame({"parameter": names, "lower": np.percentile(values, tail, axis=0),
+                         "upper": np.percentile(values, 100.0 - tail, axis=0)})
+
+
 def conditional_covariances(h: np.ndarray) -> np.ndarray:
     """Hᵢ⁻¹ per patient (``(n, k, k)``), NaN for a patient whose Hᵢ is not finite or not
     positive definite (its solve failed at the estimate): reported as unknown, never a crash."""

@@ -15,7 +15,8 @@
     losses.csv          SVI and MAP: the loss (negative ELBO or log density) per step;
                         FOCE-I and Laplace: the OFV per outer iteration
     estimates.csv       FOCE-I and Laplace: parameter, estimate, se, rse_pct, lower95, upper95,
-                        unit, cv_pct (natural units; Ω as variances)
+                        unit, cv_pct (natural units; Ω as variances); with SIR also
+                        sir_lower95, sir_upper95 (percentiles of the resamples, as PsN's sir)
     individual.csv      FOCE-I and Laplace: EBEs and their conditional sds, individual
                         parameters, OFV per patient
     residuals.csv       FOCE-I and Laplace: PRED, IPRED, IWRES, CWRES per observation

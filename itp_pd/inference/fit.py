@@ -167,7 +167,8 @@ def _fit_marginal(recipe, spec, model, population, observed, dataset, progress, 
 
         sir = sample_importance_resample(result.setup.problem, result.setup.data, result.outer.x, result.outer.ofv,
                                          result.outer.eta, cov.covariance, outer_settings,
-                                         samples=settings.sir_samples, resamples=settings.sir_resamples, key=draw_key)
+                                         samples=settings.sir_samples, resamples=settings.sir_resamples, key=draw_key,
+                                         sensitivity=result.outer.sensitivity)
         xs = sir.draws
     latent = latent_samples(result, xs)
     with jax.numpy_dtype_promotion("standard"):
@@ -183,8 +184,16 @@ def _fit_marginal(recipe, spec, model, population, observed, dataset, progress, 
                             else "asymptotic normal of the estimate (covariance step)" if len(xs) > 1
                             else "the estimate alone (the covariance step failed)")
     if sir is not None:
-        report["sir"] = {"samples": sir.samples, "resamples": sir.resamples, "ess": sir.ess, "failed": sir.failed}
-    tables = {"estimates": result.estimates, "individual": result.individual, "residuals": result.residuals}
+        report["sir"] = {"samples": sir.samples, "resamples": sir.resamples, "ess": sir.ess, "failed": sir.failed,
+                         "run_s": round(sir.run_s, 3), "s_per_proposal": round(sir.run_s / max(sir.samples, 1), 4)}
+    estimates = result.estimates
+    if sir is not None and len(xs) > 1:  # PsN's sir intervals: percentiles of the resamples
+        from ..estimation.population_fit import draw_intervals
+
+        bounds = draw_intervals(result.setup, xs).set_index("parameter")
+        estimates = estimates.assign(sir_lower95=estimates["parameter"].map(bounds["lower"]),
+                                     sir_upper95=estimates["parameter"].map(bounds["upper"]))
+    tables = {"estimates": estimates, "individual": result.individual, "residuals": result.residuals}
     return FitResult(recipe, idata, summary, report, manifest(recipe, spec, seed=recipe.seed, device=device), draws,
                      tables)
 

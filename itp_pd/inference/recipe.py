@@ -526,6 +526,9 @@ def load_recipe(path: str | Path, *, check_data: bool = True) -> FitRecipe:
         problems.add("focei.covariance", repr(focei.covariance), " or ".join(COVARIANCE_KINDS), "choose one")
     if focei.hessian_start not in HESSIAN_STARTS:
         problems.add("focei.hessian_start", repr(focei.hessian_start), " or ".join(HESSIAN_STARTS), "choose one")
+    if focei.sir and focei.sir_resamples > focei.sir_samples:  # resampled without replacement
+        problems.add("focei.sir_resamples", repr(focei.sir_resamples), f"at most sir_samples ({focei.sir_samples})",
+                     "lower sir_resamples or raise sir_samples (PsN: 1000 resamples of 10,000 or more proposals)")
     if not 0 < nuts.target_accept < 1:
         problems.add("nuts.target_accept", repr(nuts.target_accept), "a probability in (0, 1)", "use e.g. 0.85")
     if nuts.init not in NUTS_INITS:
