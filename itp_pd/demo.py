@@ -62,6 +62,9 @@ class DemoSettings:
         per_arm: patients per arm of the synthetic trial. weeks: follow-up (weeks).
         max_iterations: FOCE-I's BFGS iterations at most (the full demo converges in ~20).
         draws: parameter draws from the estimate's asymptotic normal, kept for simulation.
+        sir_samples: with more than 0, the draws come instead from sampling importance
+            resampling of this many proposals from that normal (PsN's ``sir``; ``draws``
+            resamples), one OFV each, and the estimates gain SIR's 95% intervals.
         vpc_draws: replicate trials for the VPC and NPD.
         trial_draws, trial_patients: posterior draws and virtual patients per arm and draw of
             the arm comparison.
@@ -72,6 +75,7 @@ class DemoSettings:
     weeks: float = 52.0
     max_iterations: int = 100
     draws: int = 50
+    sir_samples: int = 0
     vpc_draws: int = 40
     trial_draws: int = 20
     trial_patients: int = 150
@@ -134,6 +138,18 @@ def write_demo_data(folder: Path, settings: DemoSettings) -> tuple[Path, pd.Data
     return path, truth
 
 
+def draws_text(settings: DemoSettings) -> str:
+    """The recipe's lines on the parameter draws: the asymptotic normal, or SIR."""
+    if settings.sir_samples > 0:
+        return (f"# Parameter draws for the virtual trials: {settings.draws} by sampling importance resampling\n"
+                f"# (PsN's sir) of {settings.sir_samples} proposals from the asymptotic normal, one OFV each.\n"
+                f"sir = true\nsir_samples = {settings.sir_samples}\nsir_resamples = {settings.draws}\n")
+    return ("# Parameter draws for the virtual trials: from the asymptotic normal of the estimate. SIR\n"
+            "# (sir = true: PsN's sampling importance resampling) costs one OFV per proposal\n"
+            "# (itp-pd demo --sir N).\n"
+            f"draws = {settings.draws}\n")
+
+
 def write_demo_recipe(folder: Path, data_path: Path, settings: DemoSettings) -> Path:
     """The demo's fit recipe (TOML) in ``folder``; the data path is relative to it, so the
     folder can be moved (the demo writes into a staging folder that is renamed at the end)."""
@@ -163,10 +179,7 @@ solver = {{ {solver} }}
 [focei]
 max_iterations = {settings.max_iterations}
 covariance = "sandwich"
-# Parameter draws for the virtual trials: from the asymptotic normal of the estimate. SIR
-# (sir = true: PsN's sampling importance resampling) costs one OFV per proposal, minutes here.
-draws = {settings.draws}
-"""
+{draws_text(settings)}"""
     path = Path(folder) / "fit.toml"
     path.write_text(text)
     return path

@@ -22,11 +22,14 @@ def test_fit_benchmark_focei_tiny(tmp_path):
     out = tmp_path / "fit_focei.json"
     module.main(["--method", "focei", "--patients", "4", "--max-iterations", "1", "--covariance", "r",
                  "--repeats", "1", "--focei-draws", "4", "--svi-draws", "4", "--quiet", "--rtol", "1e-4",
-                 "--cache", str(tmp_path / "cache"), "--out", str(out)])
+                 "--sir-samples", "3", "--sir-resamples", "2", "--cache", str(tmp_path / "cache"), "--out", str(out)])
     figures = json.loads(out.read_text())
     assert KEYS <= set(figures)
     assert figures["patients"] == 4 and figures["outer_iterations"] <= 1
     assert figures["converged"] is False  # one iteration is not a converged fit, and it says so
+    if figures["covariance_step_ok"]:  # SIR runs from the covariance step's normal, and is timed
+        assert figures["sir"]["samples"] == 3 and figures["sir"]["s_per_proposal"] > 0
+        assert set(figures["sir"]["intervals"]) == set(figures["truth"])
 
 
 @pytest.mark.slow

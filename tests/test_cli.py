@@ -201,3 +201,34 @@ def test_a_converged_demo_prints_its_estimates_against_the_truth_and_exits_0(tmp
     assert "1 of 1 truths inside their interval" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("pop_PLT0"))
     assert row.split()[1:7] == ["15.4", "0.52", "3.4", "14.4", "16.5", "16"]
+
+
+def test_demo_sir_asks_the_recipe_for_sampling_importance_resampling(tmp_path, monkeypatch, capsys):
+    """``itp-pd demo --sir N``: the recipe it writes takes its draws by SIR of N proposals (the
+    draws as its resamples), and the console shows SIR's intervals beside the covariance step's."""
+    import itp_pd.demo
+    from itp_pd.cli import main
+    from itp_pd.inference import load_recipe
+
+    data = tmp_path / "data.csv"
+    data.write_text("ID,TIME,DV\n")
+    settings = itp_pd.demo.DemoSettings(draws=30, sir_samples=400)
+    focei = load_recipe(itp_pd.demo.write_demo_recipe(tmp_path, data, settings)).focei
+    assert (focei.sir, focei.sir_samples, focei.sir_resamples) == (True, 400, 30)
+    assert load_recipe(itp_pd.demo.write_demo_recipe(tmp_path, data, itp_pd.demo.DemoSettings())).focei.sir is False
+
+    seen = {}
+
+    def fake_demo(folder, settings, *, progress, say):
+        seen["settings"] = settings
+        result = demo_result(folder, True, "converged (the gradient criterion)")
+        result.estimates = result.estimates.assign(sir_lower95=[16.1], sir_upper95=[17.0])
+        return result
+
+    monkeypatch.setattr(itp_pd.demo, "run_demo", fake_demo)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet", "--sir", "400"]) == 0
+    out = capsys.readouterr().out
+    assert seen["settings"].sir_samples == 400
+    assert "1 of 1 truths inside their interval" in out and "SIR's 95% intervals" in out and "0 of 1 truths" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("pop_PLT0"))
+    assert row.split()[5:9] == ["16.5", "16.1", "17", "16"]
