@@ -96,6 +96,9 @@ def test_cli_focei_fit_folder_and_non_convergence_exit_code(tmp_path, capsys):
     assert "focei (maximum likelihood), 2 BFGS iterations" in page
     assert f"OFV {diagnostics['ofv']:.4f}" in page and "covariance step (sandwich)" in page
     assert "MAP: a single point" not in page and "Objective function value" in page
+    # Its replicate trials come from the estimate's parameter draws, and the captions say so.
+    assert "replicate trials simulated from the FOCE-I estimate's parameter draws" in __import__("html").unescape(page)
+    assert "replicate trials simulated from the posterior" not in page
     table = pd.read_csv(report / "convergence.csv")
     assert list(table["parameter"]) == list(estimates["parameter"]) and "ess_bulk" not in table.columns
 

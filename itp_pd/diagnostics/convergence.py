@@ -22,6 +22,15 @@ ESS_LIMIT = 400  # bulk and tail ESS per parameter, ibid. (100 per chain for 4 c
 MAXIMUM_LIKELIHOOD = ("focei", "laplace")
 
 
+def draws_source(fit) -> str:
+    """Where the fit's parameter draws come from, for captions: the posterior (NUTS, SVI,
+    MAP), or, for FOCE-I/Laplace, the draws around the estimate (asymptotic normal or SIR)."""
+    if fit.method in MAXIMUM_LIKELIHOOD:
+        how = fit.diagnostics.get("draws_from", "asymptotic normal of the estimate")
+        return f"the {'FOCE-I' if fit.method == 'focei' else 'Laplace'} estimate's parameter draws ({how})"
+    return "the posterior"
+
+
 def convergence_table(fit) -> pd.DataFrame:
     """The fit's summary table with a verdict column per population parameter; for FOCE-I and
     Laplace, ``estimates.csv`` (estimate, SE, RSE%, 95% interval, unit)."""

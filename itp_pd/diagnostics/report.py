@@ -80,7 +80,8 @@ def write_report(fit, folder: str | Path, settings: ReportSettings = ReportSetti
     sections.append(("Goodness of fit", [
         f"{len(rows)} observations of {rows['ID'].nunique()} patients; {int(rows['BLQ'].sum())} below the limit "
         "of quantification",
-        f"{settings.vpc_draws} replicate trials simulated from the posterior for the NPD and the VPC; "
+        f"{settings.vpc_draws} replicate trials simulated from {convergence.draws_source(fit)} for the NPD and "
+        "the VPC; "
         f"{failed} simulated patients failed to solve",
     ], None, [goodness_of_fit.plot_observed_vs_predicted(rows, folder), goodness_of_fit.plot_npd(rows, folder)]))
     steps.update(1)
@@ -90,8 +91,10 @@ def write_report(fit, folder: str | Path, settings: ReportSettings = ReportSetti
     units = {o.name: o.unit for o in fit.spec.observations}
     sections.append(("Visual predictive checks", [f"arms from the dataset's ARM column: "
                                                   f"{', '.join(sorted(rows['ARM'].unique()))}"], None,
-                     [vpc.plot_vpc(rows, replicates, folder, corrected=False, units=units),
-                      vpc.plot_vpc(rows, replicates, folder, corrected=True, units=units)]))
+                     [vpc.plot_vpc(rows, replicates, folder, corrected=False, units=units,
+                                   source=convergence.draws_source(fit)),
+                      vpc.plot_vpc(rows, replicates, folder, corrected=True, units=units,
+                                   source=convergence.draws_source(fit))]))
     steps.update(1)
 
     shrinkage = parameters.eta_shrinkage(fit)

@@ -105,9 +105,11 @@ def outside_share(stats) -> float:
     return float(np.mean(outside[drawn])) if drawn.any() else float("nan")
 
 
-def plot_vpc(rows: pd.DataFrame, replicates, folder, *, corrected: bool, units: dict | None = None):
+def plot_vpc(rows: pd.DataFrame, replicates, folder, *, corrected: bool, units: dict | None = None,
+             source: str = "the posterior"):
     """VPC (or pcVPC) for every output, one column per arm; BLQ panels when there is a limit.
-    ``units``: output name → its unit, for the y axes."""
+    ``units``: output name → its unit, for the y axes; ``source``: where the replicates'
+    parameters came from, for the caption (``convergence.draws_source``)."""
     plt = pyplot()
     groups = [(output, arm, part) for output, by_output in rows.groupby("output", sort=False)
               for arm, part in by_output.groupby("ARM", sort=True)]
@@ -158,7 +160,7 @@ def plot_vpc(rows: pd.DataFrame, replicates, folder, *, corrected: bool, units: 
     outside = np.nanmean(shares)
     kind = "Prediction-corrected VPC" if corrected else "Visual predictive check"
     name = "pcvpc.png" if corrected else "vpc.png"
-    caption = (f"{replicates.dv.shape[0]} replicate trials simulated from the posterior (new patients and "
+    caption = (f"{replicates.dv.shape[0]} replicate trials simulated from {source} (new patients and "
                "residual errors, the same doses, visits and covariates). Black: observed 5th, 50th (solid) and "
                "95th percentiles per visit; shaded: the 90% interval of the same percentile over replicates "
                "(red: median). Observed lines inside their bands mean the model reproduces the data's "
