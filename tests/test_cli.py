@@ -232,3 +232,12 @@ def test_demo_sir_asks_the_recipe_for_sampling_importance_resampling(tmp_path, m
     assert "1 of 1 truths inside their interval" in out and "SIR's 95% intervals" in out and "0 of 1 truths" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("pop_PLT0"))
     assert row.split()[5:9] == ["16.5", "16.1", "17", "16"]
+
+
+def test_demo_sir_with_fewer_proposals_than_draws_is_refused_before_any_work(tmp_path, capsys):
+    from itp_pd.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quiet", "--sir", "20", "--draws", "50"]) == 2
+    assert "--sir 50 or more" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_NOT_CONVERGED, EXIT_OK, add_device_option, add_output_options, positive_int, say, staged_output
+from .common import EXIT_INPUT, EXIT_NOT_CONVERGED, EXIT_OK, add_device_option, add_output_options, positive_int, say, staged_output
 
 DEMO_EPILOG = """examples:
   itp-pd demo                          # the full demo into ./itp-pd-demo (minutes on a laptop CPU)
@@ -26,6 +26,10 @@ def run_demo(args) -> int:
     from ..demo import ROOT, DemoSettings, run_demo as run
     from ..devices import on_device
 
+    if args.sir is not None and args.sir < args.draws:  # SIR resamples --draws of its proposals, without replacement
+        say(f"itp-pd demo: --sir {args.sir} is fewer proposals than --draws {args.draws} resamples; "
+            f"give --sir {args.draws} or more (PsN: ten proposals or more per resample)")
+        return EXIT_INPUT
     out = Path(args.out)
     inputs = [ROOT / "models" / "itp_v1.toml", ROOT / "fits" / "itp_v1_calibration.toml"]  # what the demo reads
     settings = DemoSettings(per_arm=args.per_arm, max_iterations=args.max_iterations, draws=args.draws,

@@ -75,11 +75,11 @@ def sample_importance_resample(problem, data, x_hat, ofv_hat, eta_hat, covarianc
     xs = np.asarray(x_hat)[None] + z @ chol.T
     log_ir = np.full(samples, -np.inf)
     failed = 0
-    eta_hat = np.asarray(eta_hat, dtype=float)
+    eta_hat, x_hat = np.asarray(eta_hat, dtype=float), np.asarray(x_hat, dtype=float)
     for k, x in enumerate(xs):
         start = eta_hat
         if sensitivity is not None:
-            start = eta_hat + predicted_shift(problem, x, np.asarray(x_hat, dtype=float), sensitivity)
+            start = eta_hat + predicted_shift(problem, x, x_hat, sensitivity)
         value, _, ok = objective_value(problem, data, x, start, settings, warm=sensitivity is not None,
                                        decrement_tol=max(settings.search_inner_decrement, settings.inner_decrement))
         if not (ok and np.isfinite(value)):
